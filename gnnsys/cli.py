@@ -33,8 +33,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--split", choices=("public", "random"), default=None,
       help="node tasks: the dataset's split or a random 64/16/20 split from --seed")
     a("--batch-size", type=int, default=None)
+    a("--link-head", choices=("dot", "mlp"), default=None, help="link tasks: pair scorer")
+    a("--num-neg", type=int, default=None, help="link tasks: negatives per positive pair")
     a("--folds", type=int, default=None, help="TU datasets: k of stratified k-fold CV")
     a("--patience", type=int, default=None)
+    a("--eval-every", type=int, default=None, help="evaluate every this many epochs (default 1)")
+    a("--grad-clip", type=float, default=None, help="clip encoder/layers/head gradient norms to this")
     a("--select-by", choices=("metric", "loss"), default=None,
       help="model selection on the validation metric (default) or the validation loss")
     a("--sampler", choices=SAMPLERS, default=None)

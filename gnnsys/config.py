@@ -32,6 +32,7 @@ class TrainConfig:
     dropout: float | None = None
     lr_decay_step: int | None = None  # halve (x lr_decay) the learning rate every this many epochs
     lr_decay: float = 0.5
+    grad_clip: float | None = None  # clip each part's (encoder, layers, head) gradient norm to this
     seed: int = 0
     device: str = "cpu"
     trainer: str = "backprop"
@@ -140,6 +141,6 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic-sbm": dict(epochs=100),
     "cora": dict(hidden=16, epochs=200),
     "citeseer": dict(hidden=16, epochs=200),
-    "ogbl-ddi": dict(layer="sage", hidden=256, layers=2, epochs=200, lr=0.005, batch_size=65536),
+    "ogbl-ddi": dict(layer="sage", hidden=256, layers=2, epochs=200, lr=0.005, batch_size=65536, grad_clip=1.0),
     "mutag": dict(epochs=100, hidden=32),
 }

@@ -43,7 +43,8 @@ def build_model(
       ``"embedding"`` (a learned ``hidden``-wide vector per node, needs ``num_nodes``) or
       ``"atom"`` (OGB's AtomEncoder, ``hidden`` wide).
     - ``norm``: ``None`` or ``"batch"`` (BatchNorm after every hidden layer).
-    - ``dropout``: before every layer for node and link tasks; for graph tasks only in the head.
+    - ``dropout``: before every layer for node and link tasks (not on a learned embedding
+      table) and between the layers of the link MLP; for graph tasks only in the head.
     """
     if num_layers < 1:
         raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
@@ -77,10 +78,14 @@ def build_model(
         head: nn.Module = NodeHead() if last_is_classifier else NodeHead(hidden, out_dim)
         activate_last = not last_is_classifier
     elif task == "link":
-        head, activate_last = LinkHead(hidden, kind=link_head), False
+        head, activate_last = LinkHead(hidden, kind=link_head, dropout=dropout), False
     else:
         head, activate_last = GraphHead(dims, out_dim, readout=readout, dropout=dropout), True
     # Graph tasks follow GIN: dropout only in the readout head, none between layers (dropping
     # one-hot atom types before message passing costs several points on MUTAG).
     layer_dropout = 0.0 if task == "graph" else dropout
-    return GNNStack(layers, head, enc, task=task, norms=norms, dropout=layer_dropout, activate_last=activate_last)
+    # A learned embedding table is not an observed signal to regularize (OGB's featureless
+    # link baselines apply dropout only between layers).
+    input_dropout = 0.0 if encoder == "embedding" else None
+    return GNNStack(layers, head, enc, task=task, norms=norms, dropout=layer_dropout, activate_last=activate_last,
+                    input_dropout=input_dropout)

@@ -32,6 +32,7 @@ class GNNStack(nn.Module):
         norms: list[nn.Module] | None = None,
         dropout: float = 0.0,
         activate_last: bool = False,
+        input_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -41,6 +42,7 @@ class GNNStack(nn.Module):
         self.encoder = encoder
         self.task = task
         self.dropout = dropout
+        self.input_dropout = dropout if input_dropout is None else input_dropout
         self.activate_last = activate_last
 
     @property
@@ -68,7 +70,7 @@ class GNNStack(nn.Module):
     def forward_layer(self, i: int, h: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
         """Output of layer ``i`` after its norm and activation (what layer ``i+1`` receives)."""
         layer = self.layers[i]
-        h = F.dropout(h, self.dropout, self.training)
+        h = F.dropout(h, self.dropout if i > 0 else self.input_dropout, self.training)
         h = layer(h, *self.graph_args(layer, batch))
         if i < self.num_layers - 1 or self.activate_last:
             h = self.act(self.norms[i](h))

@@ -125,3 +125,55 @@ def test_forward_trainer_takes_the_paper_defaults():
     cfg = TrainConfig(trainer="forward", forward_variant="sf").resolved("cora", "node")
     assert (cfg.hidden, cfg.lr, cfg.weight_decay) == (128, 1e-3, 5e-4)
     assert TrainConfig(trainer="forward", lr=0.01).resolved("cora", "node").lr == 0.01
+
+
+def _small_link_dataset(n=60, p=0.3, seed=0):
+    from gnnsys import Graph
+
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n, n, generator=g) < p
+    und = mask.triu(1).nonzero().t()
+    graph = Graph.from_edge_index(und, n, make_undirected=True)
+    return Dataset(name="dense-link", task="link", graph=graph, features=None, labels=None,
+                   split={"train": und}, num_classes=1, metric="rocauc")
+
+
+def test_link_negatives_are_never_edges_or_self_loops():
+    from gnnsys.samplers.full import LinkBatchLoader
+
+    ds = _small_link_dataset()
+    edges = {tuple(e) for e in ds.graph.to_edge_index().t().tolist()}
+    loader = LinkBatchLoader(ds, batch_size=64, num_neg=3, seed=1)
+    negs = torch.cat([b.neg_edges for b in loader], 1)
+    assert negs.size(1) == 3 * ds.split["train"].size(1)
+    assert not any(tuple(e) in edges for e in negs.t().tolist())
+    assert bool((negs[0] != negs[1]).all())
+    # a loader with the same seed draws the same negatives; uniform draws do hit edges
+    again = torch.cat([b.neg_edges for b in LinkBatchLoader(ds, batch_size=64, num_neg=3, seed=1)], 1)
+    assert torch.equal(negs, again)
+    plain = torch.cat([b.neg_edges for b in LinkBatchLoader(ds, 64, 3, 1, exclude_edges=False)], 1)
+    assert any(tuple(e) in edges for e in plain.t().tolist())
+
+
+def test_grad_clip_bounds_each_part():
+    from gnnsys.models import build_model
+    from gnnsys.trainers.backprop import clip_parts
+
+    ds = _small_link_dataset()
+    model = build_model("sage", 8, 16, 1, 2, task="link", encoder="embedding", num_nodes=ds.num_nodes)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 10.0)
+    clip_parts(model, 1.0)
+    for part in (model.encoder, model.layers, model.head):
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in part.parameters()]))
+        assert float(norm) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_learned_embeddings_are_not_dropped_out():
+    from gnnsys.models import build_model
+
+    emb = build_model("sage", 8, 16, 1, 2, dropout=0.5, task="link", encoder="embedding", num_nodes=10)
+    feat = build_model("sage", 8, 16, 1, 2, dropout=0.5, task="link")
+    assert emb.input_dropout == 0.0 and emb.dropout == 0.5
+    assert feat.input_dropout == 0.5
+    assert emb.head.mlp[2].p == 0.5  # the pair MLP drops out between its layers

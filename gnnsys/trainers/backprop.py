@@ -49,6 +49,15 @@ def graph_loss(out: torch.Tensor, y: torch.Tensor, target_type: str) -> torch.Te
     return F.mse_loss(out[ok], y[ok])
 
 
+def clip_parts(model: GNNStack, max_norm: float) -> None:
+    """Clip the gradient norm of the encoder, the layers and the head separately (OGB's link
+    baselines clip the embedding table, the GNN and the predictor each to norm 1)."""
+    for part in (model.encoder, model.layers, model.norms, model.head):
+        params = [p for p in part.parameters() if p.grad is not None]
+        if params:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
 class BackpropTrainer:
     """Trains a ``GNNStack`` end to end with Adam; keeps the best-validation weights.
 
@@ -152,6 +161,8 @@ class BackpropTrainer:
                 opt.zero_grad()
                 loss = self.train_step(model, batch, dataset)
                 loss.backward()
+                if c.grad_clip:
+                    clip_parts(model, c.grad_clip)
                 opt.step()
                 total, nb = total + float(loss.detach()), nb + 1
             if sched is not None:
