@@ -71,7 +71,10 @@ class GNNStack(nn.Module):
         """Output of layer ``i`` after its norm and activation (what layer ``i+1`` receives)."""
         layer = self.layers[i]
         h = F.dropout(h, self.dropout if i > 0 else self.input_dropout, self.training)
-        h = layer(h, *self.graph_args(layer, batch))
+        if getattr(layer, "uses_edge_attr", False):  # messages need the edges themselves
+            h = layer(h, batch.edge_index, batch.edge_weight, edge_attr=batch.edge_attr)
+        else:
+            h = layer(h, *self.graph_args(layer, batch))
         if i < self.num_layers - 1 or self.activate_last:
             h = self.act(self.norms[i](h))
         return h

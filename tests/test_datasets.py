@@ -125,9 +125,12 @@ def test_tu_matches_pyg_reader(data_root):
     from torch_geometric.io import read_tu_data
 
     for name in ("MUTAG", "ENZYMES"):
-        d = load_dataset(name, data_root)
-        ref, slices, _ = read_tu_data(str(data_root / "tu" / name / "raw"), name)
+        d = load_dataset(name, data_root, use_node_attr=True)
+        ref, slices, sizes = read_tu_data(str(data_root / "tu" / name / "raw"), name)
         assert torch.allclose(d.features.all(), ref.x)
+        # by default, as PyG's TUDataset(use_node_attr=False): the one-hot node labels only
+        plain = load_dataset(name, data_root).features.all()
+        assert torch.equal(plain, ref.x[:, sizes["num_node_attributes"]:])
         assert torch.equal(d.labels, ref.y)
         assert torch.equal(d.graph_ptr, slices["x"])
         assert torch.equal(edge_set(d.graph.to_edge_index(), d.num_nodes),

@@ -119,7 +119,7 @@ def test_nan_features(data_root, tmp_path):
     lines[10] = ", ".join(["nan"] * len(lines[10].split(",")))
     f.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match="NaN or inf"):
-        load_dataset("ENZYMES", tmp_path)
+        load_dataset("ENZYMES", tmp_path, use_node_attr=True)
 
 
 def test_edge_ids_out_of_range_tu(data_root, tmp_path):

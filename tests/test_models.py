@@ -57,6 +57,28 @@ def test_gin_matches_pyg(small_graph):
     assert torch.allclose(ours(x, ei), ref(x, ei), atol=1e-5)
 
 
+def test_gine_matches_pyg_with_bond_encoder(small_graph):
+    from gnnsys.models.layers import GINELayer
+    from torch_geometric.nn import GINEConv
+
+    ei, x, w = small_graph
+    g = torch.Generator().manual_seed(1)
+    bonds = torch.stack([torch.randint(0, k, (ei.size(1),), generator=g) for k in (4, 5, 2)], 1)
+    ours = GINELayer(8, 5, batch_norm=False)
+    ours.conv.eps.data.fill_(0.2)
+    ref = GINEConv(ours.conv.nn, train_eps=True)
+    ref.eps.data.fill_(0.2)
+    e = ours.edge_encoder(bonds)
+    assert torch.allclose(ours(x, ei, edge_attr=bonds), ref(x, ei, e), atol=1e-5)
+    # edge weights scale each message
+    expected = ours.conv.nn(1.2 * x + torch.zeros_like(x).index_add_(0, ei[1], w[:, None] * torch.relu(x[ei[0]] + e)))
+    assert torch.allclose(ours(x, ei, w, edge_attr=bonds), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="needs edge features"):
+        ours(x, ei)
+    dense = GINELayer(8, 5, edge_dim=3)
+    assert dense(x, ei, edge_attr=torch.randn(ei.size(1), 3)).shape == (40, 5)
+
+
 def test_gat_matches_pyg(small_graph):
     ei, x, w = small_graph
     ours = GATLayer(8, 6, heads=2)

@@ -36,3 +36,20 @@ def test_molbace_gin_rocauc(data_root):
     scores = [_train(data_root, dataset="ogbg-molbace", layer="gin", epochs=50, seed=s) for s in range(3)]
     assert all(r["metric"] == "rocauc" for r in scores)
     assert sum(r["test"] for r in scores) / 3 >= 0.70
+
+
+def test_proteins_gin_cv(data_root):
+    # Quick version: 3 of the 10 stratified folds' worth of CV at 30 epochs. The full run
+    # (10 folds, 100 epochs; experiments/foundation.py) is what the 0.73 target is held to.
+    res = _train(data_root, dataset="PROTEINS", layer="gin", folds=3, epochs=30)
+    assert res["folds"] == 3
+    assert res["test"] >= 0.70  # anchor 0.762 (GIN paper, selection on the test folds)
+
+
+def test_ddi_sage_hits20_learns(data_root):
+    # Quick version: 3 epochs of the default configuration (the target 0.40 needs the full
+    # 100-epoch run of experiments/foundation.py, about 25 minutes on 2 cores). A random scorer
+    # has Hits@20 ≈ 20 / 100000 negatives ≈ 0.0002.
+    res = _train(data_root, dataset="ogbl-ddi", epochs=3)
+    assert res["metric"] == "hits@20"
+    assert res["val"] >= 0.10 and res["test"] >= 0.05

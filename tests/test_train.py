@@ -157,6 +157,7 @@ def test_link_negatives_are_never_edges_or_self_loops():
 
 def test_grad_clip_bounds_each_part():
     from gnnsys.models import build_model
+
     from gnnsys.trainers.backprop import clip_parts
 
     ds = _small_link_dataset()

@@ -138,11 +138,13 @@ def read_tu(folder: Path, name: str, use_node_attr: bool = True, use_edge_attr: 
             "num_node_label_columns": 0 if nlab is None else parts[-1].size(1)}
 
 
-def load_tu(name: str, root: Path, use_node_attr: bool = True, use_edge_attr: bool = True,
+def load_tu(name: str, root: Path, use_node_attr: bool = False, use_edge_attr: bool = True,
             max_degree: int | None = None, **kw: Any) -> Dataset:
-    """Load a TU set. Features: node attributes (``use_node_attr``) and one-hot node labels; a set
-    with neither (IMDB-BINARY) gets one-hot degree features capped at ``max_degree`` (default:
-    the set's maximum degree). Graph task, stratified 10-fold CV (``split`` is empty)."""
+    """Load a TU set. Features: one-hot node labels, with the continuous node attributes in
+    front when ``use_node_attr`` (off by default, as PyG's ``TUDataset`` and the GIN paper:
+    PROTEINS' one raw attribute ranges over tens and swamps its 3 label columns); a set with
+    neither (IMDB-BINARY) gets one-hot degree features capped at ``max_degree`` (default: the
+    set's maximum degree). Graph task, stratified 10-fold CV (``split`` is empty)."""
     if kw:
         raise ConfigError(f"TU loader got unexpected options {sorted(kw)}")
     folder, fname = find_tu(Path(root), name)
