@@ -24,10 +24,10 @@ class NodeHead(nn.Module):
 class LinkHead(nn.Module):
     """Link prediction: returns node embeddings; ``score(h, pairs)`` gives one logit per pair.
 
-    ``kind="dot"``: ``<h_u, h_v>``; ``kind="mlp"``: an MLP on ``h_u ⊙ h_v`` (OGB's
+XX
     ``LinkPredictor`` form)."""
 
-    def __init__(self, dim: int, kind: str = "mlp", hidden: int | None = None, layers: int = 3,
+    def __init__(self, dim: int, kind: str = "mlp", hidden: int | None = None, layers: int = 2,
                  dropout: float = 0.0) -> None:
         super().__init__()
         if kind not in ("dot", "mlp"):
