@@ -63,8 +63,12 @@ def test_model_and_batches_live_on_cuda():
 
 @pytest.mark.parametrize("name", ["saint-node", "saint-edge", "saint-rw", "saint-mrw"])
 def test_saint_samples_on_cuda(name):
-    from gnnsys.samplers import (SaintEdgeSampler, SaintMultiDimRandomWalkSampler, SaintNodeSampler,
-                                 SaintRandomWalkSampler)
+    from gnnsys.samplers import (
+        SaintEdgeSampler,
+        SaintMultiDimRandomWalkSampler,
+        SaintNodeSampler,
+        SaintRandomWalkSampler,
+    )
 
     ds = load_dataset("synthetic-sbm")
     g = ds.graph.to(DEVICE)
