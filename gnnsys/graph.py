@@ -131,17 +131,21 @@ class Graph:
                     f"[0, {num_nodes}). Pass the right num_nodes or drop the bad edges."
                 )
         src, dst = edge_index[0], edge_index[1]
-        eid = torch.arange(src.numel(), device=src.device)
         if make_undirected:
             src, dst = torch.cat([src, dst]), torch.cat([dst, src])
-            eid = torch.cat([eid, eid + edge_index.size(1)])
+        eid = None  # None: the identity 0..E-1 (reverse edges of make_undirected are E..2E-1)
         if remove_self_loops:
             keep = src != dst
-            src, dst, eid = src[keep], dst[keep], eid[keep]
-        # Sort by (src, dst) with one key sort; stable keeps given order for duplicates.
-        key = src * max(num_nodes, 1) + dst
-        key, perm = torch.sort(key, stable=True)
-        src, dst, eid = src[perm], dst[perm], eid[perm]
+            src, dst = src[keep], dst[keep]
+            eid = keep.nonzero().view(-1)
+        # Sort by (src, dst) with one key sort; stable keeps given order for duplicates. Source
+        # and target come back out of the sorted key by arithmetic, and the edge ids are the
+        # permutation itself: random gathers of 20M entries cost more than the sort.
+        n = max(num_nodes, 1)
+        key, perm = torch.sort(src * n + dst, stable=True)
+        src = torch.div(key, n, rounding_mode="floor")
+        dst = key - src * n
+        eid = perm if eid is None else eid[perm]
         if dedupe and key.numel():
             first = torch.ones_like(key, dtype=torch.bool)
             first[1:] = key[1:] != key[:-1]
