@@ -24,8 +24,9 @@ class NodeHead(nn.Module):
 class LinkHead(nn.Module):
     """Link prediction: returns node embeddings; ``score(h, pairs)`` gives one logit per pair.
 
-XX
-    ``LinkPredictor`` form)."""
+    ``kind="dot"``: ``<h_u, h_v>``; ``kind="mlp"``: an MLP of ``layers`` Linears on
+    ``h_u ⊙ h_v`` with ReLU and dropout between them (OGB's ``LinkPredictor``; its ogbl-ddi
+    baseline uses 2 layers, as here)."""
 
     def __init__(self, dim: int, kind: str = "mlp", hidden: int | None = None, layers: int = 2,
                  dropout: float = 0.0) -> None:

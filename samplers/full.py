@@ -8,6 +8,7 @@ import torch
 
 from gnnsys.batch import MiniBatch
 from gnnsys.dataset import Dataset
+from gnnsys.errors import ConfigError
 
 
 def _ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -132,9 +133,10 @@ class LinkBatchLoader:
                 bad |= self.edge_keys[pos] == keys
             nbad = int(bad.sum())
             if nbad == 0:
-                break
+                return pairs
             pairs[:, bad] = torch.randint(0, n, (2, nbad), generator=self.generator)
-        return pairs
+        raise ConfigError(f"{self.dataset.name}: almost every node pair is an edge, so 100 rounds of uniform "
+                          "draws found no negative pairs; use exclude_edges=False")
 
     def __iter__(self) -> Iterator[MiniBatch]:
         perm = torch.randperm(self.pos.size(1), generator=self.generator)

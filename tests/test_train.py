@@ -178,3 +178,13 @@ def test_learned_embeddings_are_not_dropped_out():
     assert emb.input_dropout == 0.0 and emb.dropout == 0.5
     assert feat.input_dropout == 0.5
     assert emb.head.mlp[2].p == 0.5  # the pair MLP drops out between its layers
+
+
+def test_link_negatives_on_a_complete_graph_fail_clearly():
+    from gnnsys.samplers.full import LinkBatchLoader
+
+    from gnnsys.errors import ConfigError
+
+    ds = _small_link_dataset(n=6, p=1.1)  # every pair is an edge
+    with pytest.raises(ConfigError, match="no negative pairs"):
+        next(iter(LinkBatchLoader(ds, batch_size=4)))
