@@ -10,6 +10,32 @@ from gnnsys.batch import MiniBatch
 from gnnsys.sparse import NORMS
 
 
+def input_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` for a mostly-zero input matrix (bag-of-words features): the same
+    distribution, with the mask drawn only at the nonzeros, since a dropped zero is still
+    zero. On CiteSeer (12.3M entries, 0.9% nonzero) a full mask was most of a training
+    step. Tensors that need a gradient, or that are not mostly zeros, take ``F.dropout``."""
+    if not training or p == 0.0:
+        return x
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    if x.requires_grad or x.dim() != 2:
+        return F.dropout(x, p, training)
+    cached = getattr(x, "_gnnsys_nonzero", None)
+    if cached is None or cached[0] != x._version:
+        nz = x.nonzero(as_tuple=True)
+        cached = (x._version, nz if nz[0].numel() <= x.numel() // 4 else None)
+        x._gnnsys_nonzero = cached
+    nz = cached[1]
+    if nz is None:
+        return F.dropout(x, p, training)
+    keep = torch.rand(nz[0].numel(), device=x.device) >= p
+    rows, cols = nz[0][keep], nz[1][keep]
+    out = torch.zeros_like(x)
+    out[rows, cols] = x[rows, cols] / (1.0 - p)
+    return out
+
+
 class GNNStack(nn.Module):
     """A stack of GNN layers, the one model structure every trainer works on.
 
@@ -70,7 +96,10 @@ class GNNStack(nn.Module):
     def forward_layer(self, i: int, h: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
         """Output of layer ``i`` after its norm and activation (what layer ``i+1`` receives)."""
         layer = self.layers[i]
-        h = F.dropout(h, self.dropout if i > 0 else self.input_dropout, self.training)
+        if i == 0:
+            h = input_dropout(h, self.input_dropout, self.training)
+        else:
+            h = F.dropout(h, self.dropout, self.training)
         if getattr(layer, "uses_edge_attr", False):  # messages need the edges themselves
             h = layer(h, batch.edge_index, batch.edge_weight, edge_attr=batch.edge_attr)
         else:

@@ -199,3 +199,24 @@ def test_dense_and_csr_operators_agree():
         assert dense.layout == torch.strided and csr.is_sparse_csr
         assert torch.allclose(layer(x, dense), layer(x, csr), atol=1e-5)
         assert torch.allclose(csr.to_dense(), dense, atol=1e-6)
+
+
+def test_input_dropout_matches_dropout_in_distribution():
+    from gnnsys.models.stack import input_dropout
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(200, 300, generator=g) < 0.02).float() * torch.rand(200, 300, generator=g)
+    torch.manual_seed(0)
+    outs = torch.stack([input_dropout(x, 0.5, True) for _ in range(400)])
+    assert bool((outs[:, x == 0] == 0).all())  # a zero stays zero
+    nz = x != 0
+    kept = (outs[:, nz] != 0).float().mean()
+    assert abs(float(kept) - 0.5) < 0.01  # 400 draws of ~1200 nonzeros: std ~0.0007
+    vals, ref = outs[:, nz], x[nz].expand(400, -1)
+    assert torch.allclose(vals[vals != 0], 2 * ref[vals != 0])  # kept entries scaled by 1/(1-p)
+    # unbiased: E[out] = x; each mean of 400 draws has std 0.05 x (x <= 1), 5 std at most
+    assert torch.allclose(outs.mean(0), x, atol=0.25)
+    assert torch.equal(input_dropout(x, 0.5, False), x) and torch.equal(input_dropout(x, 0.0, True), x)
+    assert torch.equal(input_dropout(x, 1.0, True), torch.zeros_like(x))
+    dense = torch.rand(50, 40, generator=g) + 0.1  # not mostly zeros: plain F.dropout
+    assert ((input_dropout(dense, 0.5, True) == 0).float().mean() - 0.5).abs() < 0.05
