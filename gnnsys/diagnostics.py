@@ -59,7 +59,7 @@ def variance_profile(
     from gnnsys.trainers.backprop import BackpropTrainer
 
     model = copy.deepcopy(model)
-    model.dropout = 0.0
+    model.dropout = model.input_dropout = 0.0
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
