@@ -81,13 +81,17 @@ class GNNStack(nn.Module):
                 m.reset_parameters()
 
     @staticmethod
-    def graph_args(layer: nn.Module, batch: MiniBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What a layer's ``forward`` receives after ``x``: the cached normalized sparse
-        operator for layers that declare ``propagation``, else ``edge_index, edge_weight``."""
+    def apply_layer(layer: nn.Module, h: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
+        """``layer(h, ...)`` with the graph inputs the layer takes: ``edge_index, edge_weight``
+        and ``edge_attr=`` for layers that set ``uses_edge_attr`` (their messages need the
+        edges themselves); the batch's cached normalized operator for layers that declare
+        ``propagation``; otherwise ``edge_index, edge_weight``."""
+        if getattr(layer, "uses_edge_attr", False):
+            return layer(h, batch.edge_index, batch.edge_weight, edge_attr=batch.edge_attr)
         prop = getattr(layer, "propagation", None)
         if prop in NORMS:
-            return batch.adj(prop), None
-        return batch.edge_index, batch.edge_weight
+            return layer(h, batch.adj(prop), None)
+        return layer(h, batch.edge_index, batch.edge_weight)
 
     def encode(self, batch: MiniBatch) -> torch.Tensor:
         """Input node states ``h^(0)``."""
@@ -100,10 +104,7 @@ class GNNStack(nn.Module):
             h = input_dropout(h, self.input_dropout, self.training)
         else:
             h = F.dropout(h, self.dropout, self.training)
-        if getattr(layer, "uses_edge_attr", False):  # messages need the edges themselves
-            h = layer(h, batch.edge_index, batch.edge_weight, edge_attr=batch.edge_attr)
-        else:
-            h = layer(h, *self.graph_args(layer, batch))
+        h = self.apply_layer(layer, h, batch)
         if i < self.num_layers - 1 or self.activate_last:
             h = self.act(self.norms[i](h))
         return h

@@ -141,7 +141,7 @@ class ForwardLayer(nn.Module):
     """One ForwardGNN layer: a registry layer followed by ReLU.
 
     ``forward(x, batch)`` takes the (already normalized, detached) input states of the
-    batch's nodes and the batch whose graph it propagates over (``GNNStack.graph_args``: the
+    batch's nodes and the batch whose graph it propagates over (``GNNStack.apply_layer``: the
     cached sparse operator for layers that declare ``propagation``, else ``edge_index``).
     ``embedding`` (featureless graphs) is a learned input table owned by layer 0."""
 
@@ -153,7 +153,7 @@ class ForwardLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
         x = F.dropout(x, self.dropout, self.training)
-        return F.relu(self.conv(x, *GNNStack.graph_args(self.conv, batch)))
+        return F.relu(GNNStack.apply_layer(self.conv, x, batch))
 
 
 def make_layer(s: ForwardSettings, in_dim: int, out_dim: int) -> ForwardLayer:
