@@ -75,7 +75,7 @@ def run_config(args: argparse.Namespace, part: str, method: str, layer: str, dep
         trainer="forward" if forward else "backprop", forward_variant=method if forward else None,
         lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs, patience=args.patience,
         eval_every=args.eval_every_topdown if method in TOPDOWN else 1,
-        forward_timesteps=args.timesteps, sampler=args.sampler,
+        forward_timesteps=args.timesteps, sampler=args.sampler, device=args.device,
     )
     if part == "node":
         kw.update(dataset=name, split=protocol, dropout=args.dropout)
@@ -258,7 +258,7 @@ def memory_part(args: argparse.Namespace) -> None:
     out = Path(args.out)
     done = {(r.get("method"), r.get("depth"), r.get("nodes"), r.get("device")) for r in load_records(out)
             if r.get("part") == "memory"}
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.memory_devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     for device in devices:
         for depth in args.memory_depths:
@@ -379,6 +379,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--memory-depths", nargs="+", type=int, default=[2, 4, 8, 16, 32])
     a("--memory-nodes", type=int, default=100_000)
     a("--memory-hidden", type=int, default=128)
+    a("--device", default="cpu", help="where the node and link runs train (cpu, cuda)")
+    a("--memory-devices", nargs="+", default=None, help="default: cpu, and cuda when there is a GPU")
     a("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     a("--data-root", default=None)
     a("--out", default="results/forwardgnn.json")

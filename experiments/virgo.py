@@ -61,7 +61,7 @@ def available(suite: Suite) -> bool:
 
 
 def run_suite(suite: Suite, inits: list[str], quick: bool, data_root: str | None, epochs: int | None,
-              seeds: int | None, first_seed: int = 0) -> dict[str, Any]:
+              seeds: int | None, first_seed: int = 0, device: str = "cpu") -> dict[str, Any]:
     """All runs of one suite: ``{init: {"scores": [...], "mean", "std", "runs": [...]}}``."""
     from gnnsys.api import train
 
@@ -77,7 +77,7 @@ def run_suite(suite: Suite, inits: list[str], quick: bool, data_root: str | None
         for seed in range(first_seed, first_seed + n_seeds):
             t0 = time.perf_counter()
             r = train(TrainConfig(dataset=suite.dataset, init=init, seed=seed, quiet=True, data_root=data_root,
-                                  **over))
+                                  device=device, **over))
             res["metric"] = r["metric"]
             per = [x["test"] for x in r["runs"]] if suite.cv else [r["test"]]
             scores += per
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=0, help="seeds run from here (to extend a table)")
     p.add_argument("--epochs", type=int, default=None, help="override every suite's epoch count")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="virgo_results.json")
     args = p.parse_args(argv)
     names = args.suites.split(",") if args.suites else [s.name for s in SUITES]

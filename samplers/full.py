@@ -18,6 +18,29 @@ def _ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(starts, lengths) + torch.arange(total) - offs
 
 
+def draw_non_edges(num_nodes: int, edge_keys: torch.Tensor, count: int, generator: torch.Generator,
+                   rounds: int = 100) -> torch.Tensor:
+    """Up to ``count`` uniform random pairs ``[2, <=count]`` that are neither self-loops nor edges.
+
+    ``edge_keys`` are the sorted keys ``src * num_nodes + dst`` of the edges. Pairs that hit an
+    edge are redrawn, up to ``rounds`` times; those still bad after that are dropped (only on a
+    nearly complete graph), so the result can be shorter than ``count``."""
+    dev = edge_keys.device
+    pairs = torch.randint(0, num_nodes, (2, count), generator=generator, device=dev)
+    bad = torch.ones(count, dtype=torch.bool, device=dev)
+    for _ in range(rounds):
+        bad = pairs[0] == pairs[1]
+        if edge_keys.numel():
+            keys = pairs[0] * num_nodes + pairs[1]
+            pos = torch.searchsorted(edge_keys, keys).clamp_(max=edge_keys.numel() - 1)
+            bad |= edge_keys[pos] == keys
+        nbad = int(bad.sum())
+        if nbad == 0:
+            return pairs
+        pairs[:, bad] = torch.randint(0, num_nodes, (2, nbad), generator=generator, device=dev)
+    return pairs[:, ~bad]
+
+
 class FullGraphLoader:
     """Yields the whole graph as one ``MiniBatch`` per epoch, with ``target`` = ``split`` ids.
 
@@ -122,21 +145,13 @@ class LinkBatchLoader:
     def negatives(self, k: int) -> torch.Tensor:
         """``k`` random negative pairs ``[2, k]``."""
         n = self.dataset.num_nodes
-        pairs = torch.randint(0, n, (2, k), generator=self.generator)
         if self.edge_keys is None:
-            return pairs
-        for _ in range(100):
-            bad = pairs[0] == pairs[1]
-            if self.edge_keys.numel():
-                keys = pairs[0] * n + pairs[1]
-                pos = torch.searchsorted(self.edge_keys, keys).clamp_(max=self.edge_keys.numel() - 1)
-                bad |= self.edge_keys[pos] == keys
-            nbad = int(bad.sum())
-            if nbad == 0:
-                return pairs
-            pairs[:, bad] = torch.randint(0, n, (2, nbad), generator=self.generator)
-        raise ConfigError(f"{self.dataset.name}: almost every node pair is an edge, so 100 rounds of uniform "
-                          "draws found no negative pairs; use exclude_edges=False")
+            return torch.randint(0, n, (2, k), generator=self.generator)
+        pairs = draw_non_edges(n, self.edge_keys, k, self.generator)
+        if pairs.size(1) < k:
+            raise ConfigError(f"{self.dataset.name}: almost every node pair is an edge, so 100 rounds of uniform "
+                              "draws found no negative pairs; use exclude_edges=False")
+        return pairs
 
     def __iter__(self) -> Iterator[MiniBatch]:
         perm = torch.randperm(self.pos.size(1), generator=self.generator)

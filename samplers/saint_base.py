@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gnnsys.samplers.full import draw_non_edges
 from gnnsys.samplers.saint_induce import GroupInducer, Induced, OrientedAdjacency
 from gnnsys.samplers.saint_norm import SaintMiniBatch, SaintStatistics
 from torch.utils.data import IterableDataset, get_worker_info
@@ -143,7 +144,9 @@ class SaintSampler(IterableDataset):
             self._node_map = None
             self.train_sg = train
         self.sg = sg
-        oriented = OrientedAdjacency.build(sg, emap, use_kernel=self._use_numpy)
+        # the kernel build (CPU, numba) pairs both directions of an undirected edge in one
+        # entry, which halves the entries the CUDA inducer scans too
+        oriented = OrientedAdjacency.build(sg, emap, use_kernel=backend == "auto")
         self._inducer = GroupInducer(oriented.to(self.device), use_kernel=self._use_numpy)
         self.symmetric = oriented.symmetric  # the sampling graph is undirected
         # in-degree of every global node inside the sampling graph (the original's norm degree)
@@ -298,7 +301,8 @@ class SaintSampler(IterableDataset):
         return b
 
     def _link_edges(self, b: SaintMiniBatch, k: int) -> None:
-        """Positive training pairs inside the subgraph and as many uniform negative pairs."""
+        """Positive training pairs inside the subgraph and as many negative pairs: uniform pairs of
+        subgraph nodes that are not edges and not self-loops (as the full-graph ``LinkBatchLoader``)."""
         nodes = b.node_ids
         self._gmark[nodes] = torch.arange(nodes.numel(), device=nodes.device)
         loc = self._gmark[self.link_pairs]
@@ -306,7 +310,9 @@ class SaintSampler(IterableDataset):
         pos = loc[:, (loc >= 0).all(0)]
         gen = torch.Generator(device=self.device).manual_seed(_mix(self.seed ^ 0x5EED, k))  # own stream
         b.pos_edges = pos
-        b.neg_edges = torch.randint(0, nodes.numel(), (2, pos.size(1)), generator=gen, device=self.device)
+        n = nodes.numel()
+        keys = torch.sort(b.edge_index[0] * n + b.edge_index[1]).values
+        b.neg_edges = draw_non_edges(n, keys, pos.size(1), gen)
         b.target, b.loss_weight = None, None
 
     def sample_at(self, ks: Sequence[int]) -> list[SaintMiniBatch]:

@@ -4,7 +4,8 @@
 group of raw draws (node ids, with repeats) into induced subgraphs: unique sorted nodes and
 every edge among them, in local ids, with the global edge id of each. On CPU it runs the
 numba kernels of ``saint_kernels`` (several subgraphs per call, across cores); on any other
-device (CUDA) the same algorithm runs as vectorized torch, one subgraph at a time.
+device (CUDA) the same algorithm runs as vectorized torch over the whole group at once (a
+handful of kernels and three host syncs per group, whatever its size).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from gnnsys.graph import Graph
 Induced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # nodes, local edge_index [2, e], eids
 
 
-def _expand_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Concatenation of ``arange(s, s + l)`` for every ``(s, l)`` (vectorized)."""
-    total = int(lengths.sum())
-    offs = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-    return torch.repeat_interleave(starts, lengths) + torch.arange(total, device=starts.device) - offs
+def _expand_ranges(starts: torch.Tensor, lengths: torch.Tensor, total: int | None = None) -> torch.Tensor:
+    """Concatenation of ``arange(s, s + l)`` for every ``(s, l)`` (vectorized; ``total`` =
+    ``lengths.sum()`` when the caller knows it, saving a host sync)."""
+    if total is None:
+        total = int(lengths.sum())
+    offs = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths, output_size=total)
+    return (torch.repeat_interleave(starts, lengths, output_size=total)
+            + torch.arange(total, device=starts.device) - offs)
 
 
 @dataclass
@@ -41,6 +45,7 @@ class OrientedAdjacency:
     ent: torch.Tensor  # [entries, 3]: partner, fwd, rev
     num_nodes: int
     symmetric: bool = False  # every edge has its reverse (an undirected graph)
+    _all_paired: bool | None = None
 
     @property
     def partner(self) -> torch.Tensor:
@@ -103,23 +108,65 @@ class OrientedAdjacency:
         return self.optr.device
 
     # ------------------------------------------------------------------ inducing
-    def induce_torch(self, draws: torch.Tensor, mark: torch.Tensor) -> Induced:
-        """One subgraph with torch ops (any device). ``mark`` is an all ``-1`` int64 buffer of
-        ``num_nodes`` entries; it is left all ``-1``."""
-        nodes = torch.unique(draws)
-        mark[nodes] = torch.arange(nodes.numel(), device=nodes.device)
-        lens = self.optr[nodes + 1] - self.optr[nodes]
-        pos = _expand_ranges(self.optr[nodes], lens)
-        owner_local = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), lens)
-        j = mark[self.partner[pos].long()]
-        keep = j >= 0
-        pos, i, j = pos[keep], owner_local[keep], j[keep]
-        f, r = self.fwd[pos].long(), self.rev[pos].long()
-        hf, hr = f >= 0, r >= 0
-        src = torch.cat([i[hf], j[hr]])
-        dst = torch.cat([j[hf], i[hr]])
-        mark[nodes] = -1
-        return nodes, torch.stack([src, dst]), torch.cat([f[hf], r[hr]])
+    def induce_torch_group(self, draws: list[torch.Tensor] | torch.Tensor) -> list[Induced]:
+        """Many subgraphs at once with torch ops (any device). ``draws``: one id tensor per
+        subgraph, or a ``[subgraphs, draws]`` tensor.
+
+        Node ``v`` of subgraph ``s`` is the key ``s * n + v``: one sort dedupes every draw, and
+        an oriented entry (owner, partner) of subgraph ``s`` is kept when ``s * n + partner``
+        is among the keys (a binary search in the sorted keys, so no per-subgraph marking
+        buffer). Keys, entries and edges all come out grouped by subgraph, so each subgraph is
+        a slice; the host waits three times per group, whatever its size."""
+        dev, n = self.device, self.num_nodes
+        if isinstance(draws, torch.Tensor):
+            g = draws.size(0)
+            raw = (draws.to(dev).long() + n * torch.arange(g, device=dev).unsqueeze(1)).view(-1)
+        else:
+            g = len(draws)
+            sizes = [int(d.numel()) for d in draws]
+            sub = torch.repeat_interleave(torch.arange(g, device=dev), torch.tensor(sizes, device=dev),
+                                          output_size=sum(sizes))
+            raw = sub * n + torch.cat(draws).to(dev).long()
+        keys = torch.unique(raw)  # sorted by (subgraph, node)
+        bounds = torch.arange(g + 1, device=dev) * n
+        nstart = torch.searchsorted(keys, bounds)  # first key of each subgraph (and the end)
+        ksub = torch.div(keys, n, rounding_mode="floor")
+        base = ksub * n
+        nodes = keys - base
+        start = self.optr[nodes]
+        lens = self.optr[nodes + 1] - start
+        csum = torch.cumsum(lens, 0)
+        total = int(csum[-1]) if csum.numel() else 0  # host wait 1
+        # entry t of key k sits at optr[node_k] + (t - first entry of k)
+        per_key = torch.stack([start - (csum - lens), base], 1)
+        owner = torch.repeat_interleave(torch.arange(keys.numel(), device=dev), lens, output_size=total)
+        at = per_key[owner]
+        pos = torch.arange(total, device=dev) + at[:, 0]
+        ent = self.ent[pos]  # partner, fwd, rev
+        query = at[:, 1] + ent[:, 0].long()
+        j = torch.searchsorted(keys, query).clamp_max_(max(keys.numel() - 1, 0))
+        keep = keys[j] == query  # host wait 2 (the mask's size)
+        kept = torch.stack([owner, j, ent[:, 1].long(), ent[:, 2].long()])[:, keep]
+        i, j, f, r = kept
+        # each kept entry gives owner -> partner (if fwd) and partner -> owner (if rev), in place
+        cols = torch.stack([torch.stack([i, j], 1), torch.stack([j, i], 1), torch.stack([f, r], 1)]).view(3, -1)
+        if not self.all_paired:
+            cols = cols[:, cols[2] >= 0]
+        local = torch.arange(keys.numel(), device=dev) - torch.repeat_interleave(
+            nstart[:-1], nstart[1:] - nstart[:-1], output_size=keys.numel())
+        ei = local[cols[:2]]
+        estart = torch.searchsorted(ksub[cols[0]], torch.arange(g + 1, device=dev))
+        counts = torch.stack([nstart, estart]).diff(dim=1).tolist()  # host wait 3
+        eid = cols[2]
+        return [(v, e.contiguous(), x) for v, e, x in zip(nodes.split(counts[0]), ei.split(counts[1], 1),
+                                                          eid.split(counts[1]))]
+
+    @property
+    def all_paired(self) -> bool:
+        """Every entry holds both directions (an undirected graph built with the kernel)."""
+        if self._all_paired is None:
+            self._all_paired = bool(((self.ent[:, 1] >= 0) & (self.ent[:, 2] >= 0)).all())
+        return self._all_paired
 
 
 class GroupInducer:
@@ -130,7 +177,6 @@ class GroupInducer:
         self.adj = adj
         self.use_kernel = adj.device.type == "cpu" if use_kernel is None else use_kernel
         self._scratch: dict[int, tuple[np.ndarray, ...]] = {}
-        self._mark_t: torch.Tensor | None = None
         self._np: tuple[np.ndarray, ...] | None = None
         self._set_numpy()
 
@@ -148,16 +194,15 @@ class GroupInducer:
         self.__dict__.update(d)
         self._set_numpy()
 
-    def induce(self, draws: list[Any], slot: int = 0) -> list[Induced]:
+    def induce(self, draws: list[Any] | torch.Tensor, slot: int = 0) -> list[Induced]:
         """Induced subgraph of each draw array (node ids of the sampling graph: numpy arrays on
-        CPU, tensors on the adjacency's device otherwise)."""
-        if not draws:
+        CPU, tensors on the adjacency's device otherwise, or one ``[subgraphs, draws]`` tensor)."""
+        if len(draws) == 0:
             return []
         if not self.use_kernel:
-            if self._mark_t is None:
-                self._mark_t = torch.full((self.adj.num_nodes,), -1, dtype=torch.long, device=self.adj.device)
-            return [self.adj.induce_torch(torch.as_tensor(d, device=self.adj.device), self._mark_t)
-                    for d in draws]
+            if isinstance(draws, torch.Tensor):  # [subgraphs, draws]
+                return self.adj.induce_torch_group(draws)
+            return self.adj.induce_torch_group([torch.as_tensor(d, device=self.adj.device) for d in draws])
         from gnnsys.samplers.saint_kernels import induce_group
 
         optr, ent = self._np  # type: ignore[misc]

@@ -71,6 +71,14 @@ class SaintNodeSampler(SaintSampler):
         r = torch.randint(0, self._total, (self.budget,), generator=gen, device=self.device)
         return torch.searchsorted(self._cum, r, right=True)
 
+    def _draw_group(self, gens: list[Any]) -> Any:
+        if self._cpu:
+            return [self._draw(g) for g in gens]
+        # each subgraph's own random stream, one search for the whole group
+        r = torch.cat([torch.randint(0, self._total, (self.budget,), generator=g, device=self.device)
+                       for g in gens])
+        return torch.searchsorted(self._cum, r, right=True).view(len(gens), -1)
+
     def _expected_train_size(self) -> float:
         p = self.probabilities()[self.train_sg]
         return float((1.0 - torch.exp(self.budget * torch.log1p(-p.clamp_max(1 - 1e-15)))).sum())
@@ -156,6 +164,17 @@ class SaintEdgeSampler(SaintSampler):
     def _draw(self, gen: Any) -> Any:
         return self.edge_draws_from(gen).reshape(-1)
 
+    def _draw_group(self, gens: list[Any]) -> Any:
+        if self._cpu or not self.symmetric:
+            return [self._draw(g) for g in gens]
+        # as edge_draws_from, with each subgraph's own stream and one neighbour step for the group
+        b, nz, dev = self.budget, self._nonisolated, self.device
+        a = torch.cat([torch.randint(0, nz.numel(), (b,), generator=g, device=dev) for g in gens])
+        r = torch.cat([torch.rand(b, generator=g, dtype=torch.float64, device=dev) for g in gens])
+        a = nz[a]
+        ends = torch.stack([a, _uniform_neighbour(self.sg, a, r)]).view(2, len(gens), b)
+        return ends.transpose(0, 1).reshape(len(gens), 2 * b)
+
     def edge_draws(self, k: int) -> torch.Tensor:
         """``[2, budget]`` endpoints drawn for subgraph ``k`` (tests of the distribution)."""
         return torch.as_tensor(self.edge_draws_from(self._generator(k)))
@@ -210,9 +229,11 @@ class SaintRandomWalkSampler(SaintSampler):
             visited_t.append(cur)
         return torch.stack(visited_t).view(L + 1, len(gens), r).permute(1, 0, 2)
 
-    def _draw_group(self, gens: list[Any]) -> list[Any]:
+    def _draw_group(self, gens: list[Any]) -> Any:
         w = self.walks(gens)
-        return [w[s].reshape(-1) for s in range(len(gens))]
+        if self._cpu:
+            return [w[s].reshape(-1) for s in range(len(gens))]
+        return w.reshape(len(gens), -1)
 
 
 class SaintMultiDimRandomWalkSampler(SaintSampler):

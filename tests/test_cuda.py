@@ -84,10 +84,18 @@ def test_saint_samples_on_cuda(name):
     assert b.node_ids.unique().numel() == b.node_ids.numel()
     # the induced subgraph: every local edge is a graph edge between sampled nodes
     src, dst = b.node_ids[b.edge_index[0]].cpu(), b.node_ids[b.edge_index[1]].cpu()
-    edges = set(zip(*ds.graph.to_edge_index().tolist()))
-    assert all((int(u), int(v)) in edges for u, v in zip(src[:500], dst[:500]))
+    ei = ds.graph.to_edge_index()
+    nodes = b.node_ids.cpu()
+    inside = torch.isin(ei[0], nodes) & torch.isin(ei[1], nodes)
+    assert sorted(zip(src.tolist(), dst.tolist())) == sorted(zip(*ei[:, inside].tolist()))
+    assert torch.equal(torch.sort(b.edge_ids.cpu()).values, inside.nonzero().flatten())
     again = make().sample()
     assert torch.equal(again.node_ids, b.node_ids)  # same seed, same subgraph
+    # a group of subgraphs drawn together equals the same subgraphs drawn one by one
+    group = sampler.sample_at(range(5))
+    for k in (0, 3):
+        one = sampler.sample_at([k])[0]
+        assert torch.equal(one.node_ids, group[k].node_ids) and torch.equal(one.edge_ids, group[k].edge_ids)
 
 
 def test_saint_training_on_cuda():

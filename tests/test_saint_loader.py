@@ -89,6 +89,10 @@ def test_link_dataset_batches_have_positive_and_negative_pairs():
         inside = torch.isin(pairs, b.node_ids).all(0)
         assert int(inside.sum()) == b.pos_edges.size(1)
         assert int(b.neg_edges.max()) < b.num_nodes
+        # negatives are non-edges of the graph and not self-loops (checked on global ids)
+        gn = b.node_ids[b.neg_edges]
+        assert bool((gn[0] != gn[1]).all())
+        assert not (set((gn[0] * 300 + gn[1]).tolist()) & set((ei[0] * 300 + ei[1]).tolist()))
     with pytest.raises(ConfigError, match="graph classification"):
         make_saint_loader(Dataset(name="g", task="graph", graph=g, features=None,
                                   labels=torch.zeros(1, dtype=torch.long), split={}, num_classes=2,

@@ -71,16 +71,18 @@ def test_oriented_layouts_agree(graph):
         a_t = OrientedAdjacency.build(g, use_kernel=False)
         assert a_t.partner.numel() == g.num_edges
         ind_k, ind_t = GroupInducer(a_k, use_kernel=True), GroupInducer(a_t, use_kernel=False)
+        ind_kt = GroupInducer(a_k, use_kernel=False)  # torch inducer on the paired layout (CUDA's)
         gen = torch.Generator().manual_seed(3)
         draws = [torch.randint(0, g.num_nodes, (15,), generator=gen) for _ in range(5)]
-        for rk, rt in zip(ind_k.induce([d.numpy() for d in draws]), ind_t.induce(draws)):
-            assert torch.equal(rk[0], rt[0])
+        for rk, rt, rkt, r2 in zip(ind_k.induce([d.numpy() for d in draws]), ind_t.induce(draws),
+                                   ind_kt.induce(draws), a_k.induce_torch_group(torch.stack(draws))):
+            for r in (rt, rkt, r2):
+                assert torch.equal(rk[0], r[0])
             _, ref = g.subgraph(rk[0])
-            assert sorted(rk[2].tolist()) == sorted(ref.tolist()) == sorted(rt[2].tolist())
-            # local endpoints agree with the edge ids
-            for ei, eid in ((rk[1], rk[2]), (rt[1], rt[2])):
-                ge = g.to_edge_index()[:, eid]
-                assert torch.equal(rk[0][ei], ge)
+            for r in (rk, rt, rkt, r2):
+                assert sorted(r[2].tolist()) == sorted(ref.tolist())
+                # local endpoints agree with the edge ids
+                assert torch.equal(rk[0][r[1]], g.to_edge_index()[:, r[2]])
 
 
 @pytest.mark.parametrize("kind", KINDS)
