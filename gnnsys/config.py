@@ -95,6 +95,9 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"--grad-clip must be > 0 (a maximum gradient norm), got {self.grad_clip}; "
+                              "leave it out for no clipping")
 
     def resolved(self, dataset_name: str, task: str) -> TrainConfig:
         """A copy with every ``None`` filled from the dataset's defaults."""

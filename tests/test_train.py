@@ -89,6 +89,7 @@ def test_cli_config_file(tmp_path):
         (["train", "--dataset", "nosuchset"], "unknown dataset 'nosuchset'. Known datasets: "),
         (["train", "--layer", "nosuchconv", "--epochs", "1"], "unknown layer 'nosuchconv'"),
         (["train", "--layers", "0"], "--layers must be >= 1"),
+        (["train", "--grad-clip", "-1"], "--grad-clip must be > 0"),
         (["train", "--trainer", "pipe", "--epochs", "1"], "not available"),
         (["train", "--dataset", "cora", "--data-root", "/nonexistent/data"], "GNNSYS_DATA"),
     ],
