@@ -189,3 +189,21 @@ def test_link_negatives_on_a_complete_graph_fail_clearly():
     ds = _small_link_dataset(n=6, p=1.1)  # every pair is an edge
     with pytest.raises(ConfigError, match="no negative pairs"):
         next(iter(LinkBatchLoader(ds, batch_size=4)))
+
+
+def test_pair_bce_matches_mean_bce_and_survives_empty_sets():
+    import torch.nn.functional as F
+
+    from gnnsys.trainers.base import pair_bce
+
+    pos = torch.randn(7, requires_grad=True)
+    neg = torch.randn(5)
+    ref = F.binary_cross_entropy_with_logits(pos, torch.ones(7)) + F.binary_cross_entropy_with_logits(
+        neg, torch.zeros(5))
+    assert torch.allclose(pair_bce(pos, neg), ref)
+    # a subgraph whose pairs are all edges has no negatives: no NaN, gradients still flow
+    loss = pair_bce(pos, neg[:0])
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(pos.grad).all() and pos.grad.abs().sum() > 0
+    assert pair_bce(pos[:0], neg[:0]) == 0

@@ -17,7 +17,7 @@ from gnnsys.dataset import Dataset
 from gnnsys.metrics import accuracy, graph_metric, higher_is_better, link_metric
 from gnnsys.models.stack import GNNStack
 from gnnsys.samplers.full import FullGraphLoader, GraphBatchLoader, LinkBatchLoader
-from gnnsys.trainers.base import History
+from gnnsys.trainers.base import History, pair_bce
 
 
 def node_loss(out: torch.Tensor, batch: MiniBatch, labels: torch.Tensor) -> torch.Tensor:
@@ -32,10 +32,7 @@ def node_loss(out: torch.Tensor, batch: MiniBatch, labels: torch.Tensor) -> torc
 
 def link_loss(h: torch.Tensor, model: GNNStack, batch: MiniBatch) -> torch.Tensor:
     """Binary cross-entropy: positive pairs against sampled negatives."""
-    pos = model.head.score(h, batch.pos_edges)
-    neg = model.head.score(h, batch.neg_edges)
-    return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-            + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+    return pair_bce(model.head.score(h, batch.pos_edges), model.head.score(h, batch.neg_edges))
 
 
 def graph_loss(out: torch.Tensor, y: torch.Tensor, target_type: str) -> torch.Tensor:

@@ -1,9 +1,12 @@
-"""What every trainer returns: ``History``."""
+"""What every trainer returns (``History``) and the link loss the trainers share (``pair_bce``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -25,3 +28,15 @@ class History:
         return {"metric": self.metric, "best_epoch": self.best_epoch, "val": self.best_val,
                 "test": self.test_at_best, "epochs": self.num_epochs, "seconds": self.seconds,
                 "history": self.epochs}
+
+
+def pair_bce(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Link loss: BCE of the positive pairs' logits against 1 plus the negative pairs' against 0,
+    each averaged over its own pairs. An empty set (a subgraph with no training pair inside, or
+    with no non-edge) adds 0 instead of the NaN of an empty mean."""
+
+    def mean_bce(x: torch.Tensor, target: float) -> torch.Tensor:
+        total = F.binary_cross_entropy_with_logits(x, torch.full_like(x, target), reduction="sum")
+        return total / max(x.numel(), 1)
+
+    return mean_bce(pos, 1.0) + mean_bce(neg, 0.0)

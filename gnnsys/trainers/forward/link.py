@@ -13,14 +13,13 @@ import time
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
 from gnnsys.dataset import Dataset
 from gnnsys.metrics import higher_is_better, link_metric
 from gnnsys.samplers.full import LinkBatchLoader
-from gnnsys.trainers.base import History
+from gnnsys.trainers.base import History, pair_bce
 from gnnsys.trainers.forward.common import EarlyStopping, ForwardSettings, l2norm, make_layer, make_optimizer
 from gnnsys.trainers.forward.topdown import TimeStepForward
 
@@ -64,8 +63,7 @@ class LinkForward:
                           self.s.theta)
         neg = pair_logits(z, batch.neg_edges, self.s.variant if self.s.variant != "top-down" else "forward-ce",
                           self.s.theta)
-        return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
-            F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
+        return pair_bce(pos, neg)
 
     @torch.no_grad()
     def probs(self, z: torch.Tensor, pairs: torch.Tensor, variant: str) -> torch.Tensor:
