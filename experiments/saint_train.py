@@ -156,10 +156,10 @@ def ddi(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     saint_epochs = args.saint_epochs or args.epochs
     for sampler, epochs in (("full", args.epochs), ("saint-edge", saint_epochs)):
-        if sampler == "full" and args.no_full:
+        full = sampler == "full"
+        if full and args.no_full:
             continue
         t0 = time.perf_counter()
-        full = sampler == "full"
         cfg = TrainConfig(dataset="ogbl-ddi", sampler=sampler, epochs=epochs, seed=args.seed, quiet=True,
                           data_root=args.data_root, device=args.device, saint_budget=args.edge_budget,
                           eval_every=args.eval_every if full else args.saint_eval_every or args.eval_every,

@@ -26,19 +26,23 @@ def draw_non_edges(num_nodes: int, edge_keys: torch.Tensor, count: int, generato
     edge are redrawn, up to ``rounds`` times; those still bad after that are dropped (only on a
     nearly complete graph), so the result can be shorter than ``count``."""
     dev = edge_keys.device
-    pairs = torch.randint(0, num_nodes, (2, count), generator=generator, device=dev)
-    bad = torch.ones(count, dtype=torch.bool, device=dev)
-    for _ in range(rounds):
+
+    def hits(pairs: torch.Tensor) -> torch.Tensor:
         bad = pairs[0] == pairs[1]
         if edge_keys.numel():
             keys = pairs[0] * num_nodes + pairs[1]
             pos = torch.searchsorted(edge_keys, keys).clamp_(max=edge_keys.numel() - 1)
             bad |= edge_keys[pos] == keys
+        return bad
+
+    pairs = torch.randint(0, num_nodes, (2, count), generator=generator, device=dev)
+    for _ in range(rounds):
+        bad = hits(pairs)
         nbad = int(bad.sum())
         if nbad == 0:
             return pairs
         pairs[:, bad] = torch.randint(0, num_nodes, (2, nbad), generator=generator, device=dev)
-    return pairs[:, ~bad]
+    return pairs[:, ~hits(pairs)]
 
 
 class FullGraphLoader:

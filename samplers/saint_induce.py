@@ -21,16 +21,6 @@ from gnnsys.graph import Graph
 Induced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # nodes, local edge_index [2, e], eids
 
 
-def _expand_ranges(starts: torch.Tensor, lengths: torch.Tensor, total: int | None = None) -> torch.Tensor:
-    """Concatenation of ``arange(s, s + l)`` for every ``(s, l)`` (vectorized; ``total`` =
-    ``lengths.sum()`` when the caller knows it, saving a host sync)."""
-    if total is None:
-        total = int(lengths.sum())
-    offs = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths, output_size=total)
-    return (torch.repeat_interleave(starts, lengths, output_size=total)
-            + torch.arange(total, device=starts.device) - offs)
-
-
 @dataclass
 class OrientedAdjacency:
     """Every edge of a graph stored once, at its lower-degree endpoint (the *owner*).
@@ -152,8 +142,7 @@ class OrientedAdjacency:
         cols = torch.stack([torch.stack([i, j], 1), torch.stack([j, i], 1), torch.stack([f, r], 1)]).view(3, -1)
         if not self.all_paired:
             cols = cols[:, cols[2] >= 0]
-        local = torch.arange(keys.numel(), device=dev) - torch.repeat_interleave(
-            nstart[:-1], nstart[1:] - nstart[:-1], output_size=keys.numel())
+        local = torch.arange(keys.numel(), device=dev) - nstart[ksub]  # id within its subgraph
         ei = local[cols[:2]]
         estart = torch.searchsorted(ksub[cols[0]], torch.arange(g + 1, device=dev))
         counts = torch.stack([nstart, estart]).diff(dim=1).tolist()  # host wait 3

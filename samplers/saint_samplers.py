@@ -64,12 +64,11 @@ class SaintNodeSampler(SaintSampler):
         return deg / deg.sum()
 
     def _draw(self, gen: Any) -> Any:
-        if self._cpu:
-            r = gen.integers(0, self._total, self.budget)
-            r.sort()  # sorted queries: searchsorted walks the table in order (cache friendly)
-            return np.searchsorted(self._cum_np, r, side="right")
-        r = torch.randint(0, self._total, (self.budget,), generator=gen, device=self.device)
-        return torch.searchsorted(self._cum, r, right=True)
+        if not self._cpu:
+            return self._draw_group([gen])[0]
+        r = gen.integers(0, self._total, self.budget)
+        r.sort()  # sorted queries: searchsorted walks the table in order (cache friendly)
+        return np.searchsorted(self._cum_np, r, side="right")
 
     def _draw_group(self, gens: list[Any]) -> Any:
         if self._cpu:
@@ -152,11 +151,8 @@ class SaintEdgeSampler(SaintSampler):
             u.sort()  # sorted queries: cache-friendly search
             pos = np.minimum(np.searchsorted(self._cdf.numpy(), u, side="right"), g.num_edges - 1)
             return np.stack([np.searchsorted(indptr, pos, side="right") - 1, indices[pos]])
-        if self.symmetric:
-            nz = self._nonisolated
-            a = nz[torch.randint(0, nz.numel(), (b,), generator=gen, device=self.device)]
-            r = torch.rand(b, generator=gen, dtype=torch.float64, device=self.device)
-            return torch.stack([a, _uniform_neighbour(g, a, r)])
+        if self.symmetric:  # torch: the group draw, for a group of one
+            return self._draw_group([gen])[0].view(2, b)
         u = torch.rand(b, generator=gen, dtype=torch.float64, device=self.device) * self._total
         pos = torch.searchsorted(self._cdf, u, right=True).clamp_max(g.num_edges - 1)
         return torch.stack([torch.searchsorted(g.indptr, pos, right=True) - 1, g.indices[pos]])
@@ -167,7 +163,8 @@ class SaintEdgeSampler(SaintSampler):
     def _draw_group(self, gens: list[Any]) -> Any:
         if self._cpu or not self.symmetric:
             return [self._draw(g) for g in gens]
-        # as edge_draws_from, with each subgraph's own stream and one neighbour step for the group
+        # a uniform node with edges, then a uniform neighbour (see the class docstring), with each
+        # subgraph's own stream and one neighbour step for the whole group
         b, nz, dev = self.budget, self._nonisolated, self.device
         a = torch.cat([torch.randint(0, nz.numel(), (b,), generator=g, device=dev) for g in gens])
         r = torch.cat([torch.rand(b, generator=g, dtype=torch.float64, device=dev) for g in gens])
