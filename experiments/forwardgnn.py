@@ -96,6 +96,17 @@ def train_one(cfg: Any, data: Any) -> dict[str, Any]:
             "metric": res["metric"], "per_layer": run.get("per_layer", [])}
 
 
+def l2_input(ds: Any) -> Any:
+    """``ds`` with row-L2-normalized node features: the input every ForwardGNN layer 0 sees."""
+    import dataclasses
+
+    import torch.nn.functional as F
+    from gnnsys.storage.feature_store import InMemoryFeatureStore
+
+    x = ds.features.gather(torch.arange(ds.num_nodes)).float()
+    return dataclasses.replace(ds, features=InMemoryFeatureStore(F.normalize(x, p=2.0, dim=1)))
+
+
 def node_part(args: argparse.Namespace) -> None:
     from gnnsys.datasets import load_dataset
 
@@ -103,6 +114,7 @@ def node_part(args: argparse.Namespace) -> None:
     done = {key_of(r) for r in load_records(out)}
     for name in args.datasets:
         ds = load_dataset(name, root=args.data_root)
+        ds_bp = l2_input(ds) if args.bp_input == "l2" else ds
         for layer in args.layers:
             for depth in args.depths:
                 for protocol in args.protocols:
@@ -116,7 +128,9 @@ def node_part(args: argparse.Namespace) -> None:
                             if key_of(rec) in done:
                                 continue
                             cfg = run_config(args, "node", method, layer, depth, seed, protocol, name)
-                            rec.update(train_one(cfg, ds))
+                            if method == "backprop":
+                                rec["input"] = args.bp_input
+                            rec.update(train_one(cfg, ds_bp if method == "backprop" else ds))
                             save_record(out, rec)
                             print(f"{name} {layer} x{depth} {protocol} seed {seed} {method}: "
                                   f"val {rec['val']:.4f} test {rec['test']:.4f} ({rec['seconds']:.0f}s)", flush=True)
@@ -359,12 +373,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--protocols", nargs="+", default=["random", "public"], choices=("random", "public"))
     a("--seeds", type=int, default=5)
     a("--hidden", type=int, default=128)
-    a("--epochs", type=int, default=300, help="per layer (greedy), time steps (top-down), epochs (backprop)")
+    a("--epochs", type=int, default=500, help="per layer (greedy), time steps (top-down), epochs (backprop)")
     a("--patience", type=int, default=50)
     a("--lr", type=float, default=0.01)
     a("--weight-decay", type=float, default=5e-4)
     a("--dropout", type=float, default=0.5)
     a("--tau", type=float, default=None)
+    a("--bp-input", default="l2", choices=("l2", "raw"),
+      help="backprop's node features: l2 (row-L2-normalized, the input the forward variants see; default) "
+           "or raw (the loader's row-sum-normalized features)")
     a("--timesteps", type=int, default=10)
     a("--eval-every-topdown", type=int, default=5)
     a("--sampler", default="full")

@@ -132,6 +132,33 @@ def test_later_layer_loss_leaves_earlier_layers_untouched(sbm):
     assert all(torch.equal(a, b) for a, b in zip(before, low.parameters()))
 
 
+@pytest.mark.parametrize("variant,shared", [("ff-vn", True), ("ff-la", False)])
+def test_greedy_views_inputs_of_upper_layers(sbm, variant, shared, monkeypatch):
+    """FF-VN (as in the paper's code) feeds every training view of layer 1 the positive view's
+    layer-0 states: the views differ only in their virtual-node links. FF-LA's views each carry
+    their own states (the appended label rides along through the frozen layers)."""
+    import gnnsys.trainers.forward.common as common_mod
+
+    seen: list[tuple[int, torch.Tensor]] = []
+    forward = common_mod.ForwardLayer.forward
+
+    def spy(self, x, batch):
+        if self.training:
+            seen.append((id(self), x.detach().clone()))
+        return forward(self, x, batch)
+
+    monkeypatch.setattr(common_mod.ForwardLayer, "forward", spy)
+    impl = ForwardTrainer(cfg(variant, layers=2, epochs=2, patience=None)).build(sbm)
+    impl.fit(None)
+    top = id(impl.layers[1])
+    inputs = [x for owner, x in seen if owner == top]
+    k = sbm.num_classes  # one positive and k-1 negative views per step
+    assert len(inputs) == 2 * k
+    step = inputs[:k]
+    same = all(torch.equal(step[0], x) for x in step[1:])
+    assert same == shared
+
+
 @pytest.mark.parametrize("layer", ["gcn", "sage", "gat", "gin"])
 def test_every_registry_layer(sbm, layer):
     res = ForwardTrainer(cfg("sf", layer=layer, epochs=6)).run(sbm)

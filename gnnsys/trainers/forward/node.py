@@ -51,6 +51,10 @@ class GreedyNodeForward:
     """Base of the greedy node variants; subclasses define their views, loss and scores."""
 
     uses_virtual_nodes = False
+    #: Whether every training view of layer ``i >= 1`` takes the positive view's states as
+    #: input (FF-VN in the paper's code: the views differ only in their virtual-node links),
+    #: rather than its own states through the frozen layers (FF-LA: the label rides along).
+    shares_positive_states = False
 
     def __init__(self, s: ForwardSettings, dataset: Dataset, split: dict[str, torch.Tensor], labels: torch.Tensor,
                  device: torch.device) -> None:
@@ -125,7 +129,10 @@ class GreedyNodeForward:
                     else:
                         batch = batch.to(self.device)
                         views = self.train_views(batch)
-                        inputs = [self.frozen_input(i, v) for v in views]
+                        if self.shares_positive_states:
+                            inputs = [self.frozen_input(i, views[0])] * len(views)
+                        else:
+                            inputs = [self.frozen_input(i, v) for v in views]
                     outs = [layer(x, v.batch) for x, v in zip(inputs, views)]
                     loss = self.loss(outs, views, batch)
                     opt.zero_grad()
@@ -149,7 +156,9 @@ class GreedyNodeForward:
                 outs = [layer(x, v.batch) for x, v in zip(eval_in, eval_views)]
                 prev = prev + self.scores(outs, eval_views)
                 eval_in = [l2norm(o) for o in outs]
-                if train_in is not None:
+                if train_in is not None and self.shares_positive_states:
+                    train_in = [l2norm(layer(train_in[0], cached_train[0].batch))] * len(cached_train)
+                elif train_in is not None:
                     train_in = [l2norm(layer(x, v.batch)) for x, v in zip(train_in, cached_train)]
             self.layer_stats.append({"layer": i, "best_epoch": stop.best_epoch, **self.accuracies(prev)})
             if not quiet:
@@ -218,10 +227,12 @@ class FFLabelAppend(GoodnessNodeForward):
 class FFVirtualNode(GoodnessNodeForward):
     """FF-VN: ``K`` class virtual nodes. Positive graph: labeled nodes linked (both ways) to
     their class node; negatives: one graph copy per wrong class shift. Loss: BCE on goodness
-    of the labeled nodes. Predict: link every unlabeled node to class node ``c``, sum goodness
-    over layers, argmax."""
+    of the labeled nodes. Every view of layer ``i >= 1`` trains on the positive graph's states
+    from the frozen layers below (as the paper's code does). Predict: link every unlabeled node
+    to class node ``c``, sum goodness over layers, argmax."""
 
     uses_virtual_nodes = True
+    shares_positive_states = True
 
     def train_views(self, batch: MiniBatch) -> list[View]:
         tgt, _ = targets(batch)
