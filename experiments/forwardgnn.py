@@ -83,6 +83,8 @@ def run_config(args: argparse.Namespace, part: str, method: str, layer: str, dep
         kw.update(dataset=name, dropout=args.link_dropout, batch_size=args.link_batch, link_head="dot")
     if args.tau is not None:
         kw["forward_tau"] = args.tau
+    if layer == "gat" and args.gat_heads != 1:
+        kw["extra"] = {"layer_kwargs": {"heads": args.gat_heads}}
     return TrainConfig(**kw)
 
 
@@ -125,6 +127,8 @@ def node_part(args: argparse.Namespace) -> None:
                         for seed in seeds:
                             rec = dict(part="node", dataset=name, layer=layer, depth=depth, method=method,
                                        protocol=protocol, seed=seed, sampler=args.sampler)
+                            if layer == "gat":
+                                rec["heads"] = args.gat_heads
                             if key_of(rec) in done:
                                 continue
                             cfg = run_config(args, "node", method, layer, depth, seed, protocol, name)
@@ -311,7 +315,8 @@ def report(recs: list[dict[str, Any]]) -> str:
                   "|" + "---|" * (7 + len(methods))]
 
         def grp(r: dict[str, Any]) -> tuple:
-            return r["dataset"], r["layer"], r["depth"], r["protocol"], r.get("sampler", "full")
+            layer = r["layer"] + (f" ({r['heads']} heads)" if r.get("heads", 1) != 1 else "")
+            return r["dataset"], layer, r["depth"], r["protocol"], r.get("sampler", "full")
 
         for g in sorted({grp(r) for r in node}):
             rs = [r for r in node if grp(r) == g]
@@ -379,6 +384,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--weight-decay", type=float, default=5e-4)
     a("--dropout", type=float, default=0.5)
     a("--tau", type=float, default=None)
+    a("--gat-heads", type=int, default=1, help="attention heads of the gat layer (concatenated; the paper's code: 4)")
     a("--bp-input", default="l2", choices=("l2", "raw"),
       help="backprop's node features: l2 (row-L2-normalized, the input the forward variants see; default) "
            "or raw (the loader's row-sum-normalized features)")

@@ -42,6 +42,8 @@ def build_model(
     - ``encoder``: ``"features"`` (dense ``x`` into the first layer, ``in_dim`` wide),
       ``"embedding"`` (a learned ``hidden``-wide vector per node, needs ``num_nodes``) or
       ``"atom"`` (OGB's AtomEncoder, ``hidden`` wide).
+    - ``layer_kwargs``: passed to every layer; with ``node_head="conv"`` the class-score layer
+      gets ``heads=1`` (as GAT's output layer on Cora) when ``heads`` is given.
     - ``norm``: ``None`` or ``"batch"`` (BatchNorm after every hidden layer).
     - ``dropout``: before every layer for node and link tasks (not on a learned embedding
       table) and between the layers of the link MLP; for graph tasks only in the head.
@@ -69,7 +71,10 @@ def build_model(
 
     last_is_classifier = task == "node" and node_head == "conv"
     dims = [first] + [hidden] * (num_layers - 1) + [out_dim if last_is_classifier else hidden]
-    layers = [cls(dims[i], dims[i + 1], **kw) for i in range(num_layers)]
+    last_kw = dict(kw)
+    if last_is_classifier and "heads" in kw:
+        last_kw["heads"] = 1  # the classifier layer of a multi-head attention stack has one head (as in GAT)
+    layers = [cls(dims[i], dims[i + 1], **(last_kw if i == num_layers - 1 else kw)) for i in range(num_layers)]
     if norm not in (None, "none", "batch"):
         raise ConfigError(f"norm must be None or 'batch', not {norm!r}")
     norms = [nn.BatchNorm1d(dims[i + 1]) if norm == "batch" else nn.Identity() for i in range(num_layers)]

@@ -220,3 +220,13 @@ def test_input_dropout_matches_dropout_in_distribution():
     assert torch.equal(input_dropout(x, 1.0, True), torch.zeros_like(x))
     dense = torch.rand(50, 40, generator=g) + 0.1  # not mostly zeros: plain F.dropout
     assert ((input_dropout(dense, 0.5, True) == 0).float().mean() - 0.5).abs() < 0.05
+
+
+def test_multi_head_gat_stack_has_a_single_head_classifier():
+    """``layer_kwargs={"heads": 4}``: hidden GAT layers get 4 heads, the class-score layer one
+    (7 classes are not divisible by 4), and the stack runs."""
+    model = build_model("gat", 10, 16, 7, 3, layer_kwargs={"heads": 4})
+    assert [conv.heads for conv in model.layers] == [4, 4, 1]
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    out = model(MiniBatch(node_ids=torch.arange(4), edge_index=ei, x=torch.randn(4, 10)))
+    assert out.shape == (4, 7)
