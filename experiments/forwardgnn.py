@@ -59,8 +59,9 @@ def save_record(path: Path, rec: dict[str, Any]) -> None:
 
 
 def key_of(rec: dict[str, Any]) -> tuple:
-    return tuple(rec.get(k, "full" if k == "sampler" else None)
+    base = tuple(rec.get(k, "full" if k == "sampler" else None)
                  for k in ("part", "dataset", "layer", "depth", "method", "protocol", "seed", "sampler"))
+    return base + (rec.get("heads", 1), rec.get("vn_edges", "both"))
 
 
 # --------------------------------------------------------------------------- one run
@@ -83,6 +84,7 @@ def run_config(args: argparse.Namespace, part: str, method: str, layer: str, dep
         kw.update(dataset=name, dropout=args.link_dropout, batch_size=args.link_batch, link_head="dot")
     if args.tau is not None:
         kw["forward_tau"] = args.tau
+    kw["forward_vn_edges"] = args.vn_edges if forward else "both"
     if layer == "gat" and args.gat_heads != 1:
         kw["extra"] = {"layer_kwargs": {"heads": args.gat_heads}}
     return TrainConfig(**kw)
@@ -129,6 +131,8 @@ def node_part(args: argparse.Namespace) -> None:
                                        protocol=protocol, seed=seed, sampler=args.sampler)
                             if layer == "gat":
                                 rec["heads"] = args.gat_heads
+                            if method != "backprop" and args.vn_edges != "both":
+                                rec["vn_edges"] = args.vn_edges
                             if key_of(rec) in done:
                                 continue
                             cfg = run_config(args, "node", method, layer, depth, seed, protocol, name)
@@ -309,10 +313,17 @@ def report(recs: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     node = [r for r in recs if r.get("part") == "node"]
     if node:
-        methods = [m for m in NODE_METHODS if any(r["method"] == m for r in node)]
+
+        def method_of(r: dict[str, Any]) -> str:  # one-way virtual-node links get their own column
+            return r["method"] + (" (to-vn)" if r.get("vn_edges") == "to-vn" else "")
+
+        known = [m for name in NODE_METHODS for m in (name, name + " (to-vn)")]
+        methods = [m for m in known if any(method_of(r) == m for r in node)]
+        one_way = "sf (to-vn)" in methods
         lines += ["### Node classification (accuracy %, test; random = mean ± std over seeds)", "",
-                  "| dataset | layer | depth | protocol | batches | n | " + " | ".join(methods) + " | SF − BP |",
-                  "|" + "---|" * (7 + len(methods))]
+                  "| dataset | layer | depth | protocol | batches | n | " + " | ".join(methods) + " | SF − BP |"
+                  + (" SF (to-vn) − BP |" if one_way else ""),
+                  "|" + "---|" * (7 + len(methods) + one_way)]
 
         def grp(r: dict[str, Any]) -> tuple:
             layer = r["layer"] + (f" ({r['heads']} heads)" if r.get("heads", 1) != 1 else "")
@@ -320,14 +331,17 @@ def report(recs: list[dict[str, Any]]) -> str:
 
         for g in sorted({grp(r) for r in node}):
             rs = [r for r in node if grp(r) == g]
-            by = {m: [r["test"] for r in rs if r["method"] == m] for m in methods}
-            gap = "-"
-            if by.get("sf") and by.get("backprop"):
-                gap = f"{100 * (statistics.fmean(by['sf']) - statistics.fmean(by['backprop'])):+.1f}"
+            by = {m: [r["test"] for r in rs if method_of(r) == m] for m in methods}
+
+            def gap(m: str, by: dict[str, list[float]] = by) -> str:
+                if not (by.get(m) and by.get("backprop")):
+                    return "-"
+                return f"{100 * (statistics.fmean(by[m]) - statistics.fmean(by['backprop'])):+.1f}"
+
             n = max(len(v) for v in by.values())
-            lines.append(f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | {g[4]} | {n} | "
-                         + " | ".join(_fmt(by[m]) for m in methods)
-                         + f" | {gap} |")
+            cells = [_fmt(by[m]) + (f" ({len(by[m])} runs)" if 0 < len(by[m]) < n else "") for m in methods]
+            cells += [gap("sf")] + ([gap("sf (to-vn)")] if one_way else [])
+            lines.append(f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | {g[4]} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
     link = [r for r in recs if r.get("part") == "link"]
     if link:
@@ -384,6 +398,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--weight-decay", type=float, default=5e-4)
     a("--dropout", type=float, default=0.5)
     a("--tau", type=float, default=None)
+    a("--vn-edges", default="both", choices=("both", "to-vn"),
+      help="class virtual-node links of the forward variants (to-vn: member -> class node only)")
     a("--gat-heads", type=int, default=1, help="attention heads of the gat layer (concatenated; the paper's code: 4)")
     a("--bp-input", default="l2", choices=("l2", "raw"),
       help="backprop's node features: l2 (row-L2-normalized, the input the forward variants see; default) "

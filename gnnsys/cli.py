@@ -53,6 +53,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--forward-variant", default=None,
       help="ForwardGNN variant: ff-la, ff-vn, sf, sf-top2input, sf-top2loss (node); "
            "forward-ce, forward-ff, top-down (link)")
+    a("--forward-tau", type=float, default=None, help="ForwardGNN SF temperature (default 1.0)")
+    a("--forward-vn-edges", choices=("both", "to-vn"), default=None,
+      help="class virtual-node links: both ways (default, the paper's) or member -> virtual node only")
     a("--out", default=None, help="write results JSON here")
     a("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

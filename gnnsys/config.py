@@ -64,6 +64,9 @@ class TrainConfig:
     forward_tau: float | None = None
     forward_theta: float = 2.0
     forward_timesteps: int = 10
+    # class virtual-node links: "both" (member <-> virtual node, the paper's default) or
+    # "to-vn" (member -> virtual node only: a member's state never reads its class node)
+    forward_vn_edges: str = "both"
     # output
     out: str | None = None
     quiet: bool = False
@@ -83,6 +86,8 @@ class TrainConfig:
             if self.forward_variant not in NODE_FORWARD_VARIANTS + LINK_FORWARD_VARIANTS:
                 raise ConfigError(f"unknown forward variant {self.forward_variant!r}; node tasks take "
                                   f"{NODE_FORWARD_VARIANTS}, link tasks {LINK_FORWARD_VARIANTS}")
+        if self.forward_vn_edges not in ("both", "to-vn"):
+            raise ConfigError(f"--forward-vn-edges must be 'both' or 'to-vn', not {self.forward_vn_edges!r}")
         if self.select_by not in ("metric", "loss"):
             raise ConfigError(f"select_by must be 'metric' or 'loss', not {self.select_by!r}")
         if self.split not in ("public", "random"):

@@ -249,6 +249,39 @@ def test_bad_tau(sbm):
         ForwardTrainer(cfg("sf", forward_tau=0.0)).run(sbm)
 
 
+def test_virtual_node_edge_direction(sbm):
+    """``to-vn`` adds only member -> class-node edges (target = aggregating node), ``both`` the
+    reverse too; a member's state is then independent of its class node's input."""
+    from gnnsys.trainers.forward.common import with_virtual_nodes
+
+    full = MiniBatch.full(sbm, torch.device("cpu"))
+    n, k = sbm.num_nodes, sbm.num_classes
+    members = torch.tensor([0, 5, 9])
+    classes = torch.tensor([2, 0, 2])
+    x = torch.randn(n, 4)
+    both = with_virtual_nodes(full, x, members, classes, k)
+    one = with_virtual_nodes(full, x, members, classes, k, direction="to-vn")
+    e = full.edge_index.size(1)
+    assert torch.equal(one.edge_index[:, e:], torch.stack([members, n + classes]))
+    assert torch.equal(both.edge_index[:, e:], torch.stack([torch.cat([members, n + classes]),
+                                                            torch.cat([n + classes, members])]))
+    with pytest.raises(ConfigError, match="direction"):
+        with_virtual_nodes(full, x, members, classes, k, direction="from-vn")
+    with pytest.raises(ConfigError, match="vn-edges"):
+        TrainConfig(trainer="forward", forward_vn_edges="sideways").validate()
+
+
+@pytest.mark.parametrize("variant", ["sf", "sf-top2input", "sf-top2loss"])
+def test_one_way_virtual_nodes_learn(sbm, variant):
+    res = ForwardTrainer(cfg(variant, forward_vn_edges="to-vn")).run(sbm)
+    assert res["test"] > 0.6, res
+
+
+def test_one_way_virtual_nodes_refused_for_ff_vn(sbm):
+    with pytest.raises(ConfigError, match="does not fit ff-vn"):
+        ForwardTrainer(cfg("ff-vn", forward_vn_edges="to-vn")).run(sbm)
+
+
 def test_api_and_cli_wiring(tmp_path):
     """``gnnsys.api.train`` runs the forward trainer and returns the same summary as backprop."""
     from gnnsys.api import train

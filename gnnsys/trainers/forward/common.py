@@ -55,6 +55,7 @@ class ForwardSettings:
     theta: float
     timesteps: int
     logit: str = "cosine"
+    vn_edges: str = "both"
     num_neg: int = 1
     batch_size: int | None = None
     layer_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +72,9 @@ class ForwardSettings:
         tau = cfg.forward_tau if cfg.forward_tau is not None else (0.1 if logit == "cosine" else 1.0)
         if not tau > 0:
             raise ConfigError(f"--forward-tau must be > 0, got {tau}")
+        if variant == "ff-vn" and cfg.forward_vn_edges == "to-vn":
+            raise ConfigError("--forward-vn-edges to-vn does not fit ff-vn: its positive and negative graphs differ "
+                              "only in which class node a member reads, so a member must read it; use 'both'")
         if cfg.forward_timesteps < 1:
             raise ConfigError(f"--forward-timesteps must be >= 1, got {cfg.forward_timesteps}")
         return cls(
@@ -88,6 +92,7 @@ class ForwardSettings:
             theta=float(cfg.forward_theta),
             timesteps=int(cfg.forward_timesteps),
             logit=logit,
+            vn_edges=cfg.forward_vn_edges,
             num_neg=max(1, cfg.num_neg),
             batch_size=cfg.batch_size,
             layer_kwargs=dict(cfg.extra.get("layer_kwargs") or {}),
@@ -212,18 +217,26 @@ def class_means(x: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, num_classes
 
 
 def with_virtual_nodes(batch: MiniBatch, x: torch.Tensor, members: torch.Tensor, classes: torch.Tensor,
-                       num_classes: int, vn_x: torch.Tensor | None = None) -> MiniBatch:
-    """``batch`` plus ``num_classes`` virtual nodes (local ids ``n .. n+K-1``), each linked both
-    ways to ``members`` whose class is ``classes``; ``x`` gets ``K`` more rows, ``vn_x``
-    (default zeros; the trainers pass the class means of the labeled nodes' features, so
-    that a virtual node carries its class from the first layer on).
+                       num_classes: int, vn_x: torch.Tensor | None = None, direction: str = "both") -> MiniBatch:
+    """``batch`` plus ``num_classes`` virtual nodes (local ids ``n .. n+K-1``), each linked to
+    ``members`` whose class is ``classes``; ``x`` gets ``K`` more rows, ``vn_x`` (default
+    zeros; the trainers pass the class means of the labeled nodes' features, so that a
+    virtual node carries its class from the first layer on).
 
-    Virtual-node edges weigh 1 when the batch carries GraphSAINT edge weights."""
+    ``direction``: ``"both"`` (member -> virtual node and back, the paper's default) or
+    ``"to-vn"`` (member -> virtual node only, the paper code's ``unidirection``: the virtual
+    node gathers its members, a member never reads it). Virtual-node edges weigh 1 when the
+    batch carries GraphSAINT edge weights."""
+    if direction not in ("both", "to-vn"):
+        raise ConfigError(f"virtual-node edge direction must be 'both' or 'to-vn', not {direction!r}")
     n = batch.num_nodes
     dev = batch.edge_index.device
     vn = n + classes.to(dev)
     members = members.to(dev)
-    extra = torch.stack([torch.cat([members, vn]), torch.cat([vn, members])])
+    if direction == "both":
+        extra = torch.stack([torch.cat([members, vn]), torch.cat([vn, members])])
+    else:
+        extra = torch.stack([members, vn])
     ei = torch.cat([batch.edge_index, extra], 1)
     ew = None
     if batch.edge_weight is not None:
@@ -234,7 +247,7 @@ def with_virtual_nodes(batch: MiniBatch, x: torch.Tensor, members: torch.Tensor,
                               loss_weight=batch.loss_weight)
     deg = getattr(batch, "norm_degree", None)
     if deg is not None:  # GraphSAINT batch normalized by sampling-graph degrees: count the new links
-        links = torch.bincount(members, minlength=n).to(deg.dtype)
+        links = torch.bincount(members, minlength=n).to(deg.dtype) if direction == "both" else torch.zeros_like(deg)
         vdeg = torch.bincount(classes.to(dev), minlength=num_classes).to(deg.dtype)
         kw["norm_degree"] = torch.cat([deg + links, vdeg])
         return type(batch)(**kw)

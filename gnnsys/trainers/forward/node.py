@@ -241,7 +241,7 @@ class FFVirtualNode(GoodnessNodeForward):
         views = []
         vn_x = class_means(x, tgt, y, self.k)
         for j in range(self.k):
-            b = with_virtual_nodes(batch, x, tgt, (y + j) % self.k, self.k, vn_x)
+            b = with_virtual_nodes(batch, x, tgt, (y + j) % self.k, self.k, vn_x, self.s.vn_edges)
             views.append(View(b, b.x, f"shift{j}"))
         return views
 
@@ -255,7 +255,7 @@ class FFVirtualNode(GoodnessNodeForward):
         vn_x = class_means(self.x_full, tr, self.y[tr], self.k)
         for c in range(self.k):
             cls = torch.cat([self.y[tr], torch.full_like(rest, c)])
-            b = with_virtual_nodes(self.full, self.x_full, members, cls, self.k, vn_x)
+            b = with_virtual_nodes(self.full, self.x_full, members, cls, self.k, vn_x, self.s.vn_edges)
             views.append(View(b, b.x, f"class{c}"))
         return views
 
@@ -272,14 +272,15 @@ class SingleForward(GreedyNodeForward):
         tgt, _ = targets(batch)
         y = self.batch_labels(batch)[tgt]
         x = self.x_full if batch is self.full else l2norm(node_input(self.dataset, batch))
-        b = with_virtual_nodes(batch, x, tgt, y, self.k, class_means(x, tgt, y, self.k))
+        b = with_virtual_nodes(batch, x, tgt, y, self.k, class_means(x, tgt, y, self.k), self.s.vn_edges)
         return [View(b, b.x, "sf")]
 
     def eval_views(self) -> list[View]:
         if not hasattr(self, "_eval"):
             tr = self.split["train"].to(self.device)
             ytr = self.y[tr]
-            b = with_virtual_nodes(self.full, self.x_full, tr, ytr, self.k, class_means(self.x_full, tr, ytr, self.k))
+            b = with_virtual_nodes(self.full, self.x_full, tr, ytr, self.k, class_means(self.x_full, tr, ytr, self.k),
+                                   self.s.vn_edges)
             self._eval = [View(b, b.x, "sf")]
         return self._eval
 

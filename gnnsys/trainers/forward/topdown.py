@@ -168,7 +168,8 @@ class TopDownNode(TimeStepForward):
         tr = split["train"].to(device)
         full.target = tr
         x = l2norm(node_input(dataset, full))
-        self.full = with_virtual_nodes(full, x, tr, self.y[tr], self.k, class_means(x, tr, self.y[tr], self.k))
+        self.full = with_virtual_nodes(full, x, tr, self.y[tr], self.k, class_means(x, tr, self.y[tr], self.k),
+                                       self.s.vn_edges)
         self.rows_full = torch.arange(self.n + self.k, device=device)
         top = torch.zeros(self.n + self.k, self.k, device=device)
         top[tr] = F.one_hot(self.y[tr], self.k).float()
@@ -191,7 +192,7 @@ class TopDownNode(TimeStepForward):
         tgt, _ = targets(batch)
         yb = self.y[batch.node_ids][tgt]
         x = l2norm(node_input(self.dataset, batch))
-        view = with_virtual_nodes(batch, x, tgt, yb, self.k, class_means(x, tgt, yb, self.k))
+        view = with_virtual_nodes(batch, x, tgt, yb, self.k, class_means(x, tgt, yb, self.k), self.s.vn_edges)
         rows = torch.cat([batch.node_ids, self.n + torch.arange(self.k, device=self.device)])
         return view, rows
 
