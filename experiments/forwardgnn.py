@@ -39,6 +39,8 @@ from typing import Any
 
 import torch
 
+from gnnsys.config import VN_EDGE_DIRECTIONS
+
 NODE_METHODS = ("backprop", "sf", "ff-la", "ff-vn", "sf-top2input", "sf-top2loss")
 LINK_METHODS = ("backprop", "forward-ce", "forward-ff", "top-down")
 TOPDOWN = ("sf-top2input", "sf-top2loss", "top-down")
@@ -104,11 +106,12 @@ def l2_input(ds: Any) -> Any:
     """``ds`` with row-L2-normalized node features: the input every ForwardGNN layer 0 sees."""
     import dataclasses
 
-    import torch.nn.functional as F
     from gnnsys.storage.feature_store import InMemoryFeatureStore
 
+    from gnnsys.trainers.forward.common import l2norm
+
     x = ds.features.gather(torch.arange(ds.num_nodes)).float()
-    return dataclasses.replace(ds, features=InMemoryFeatureStore(F.normalize(x, p=2.0, dim=1)))
+    return dataclasses.replace(ds, features=InMemoryFeatureStore(l2norm(x)))
 
 
 def node_part(args: argparse.Namespace) -> None:
@@ -398,7 +401,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--weight-decay", type=float, default=5e-4)
     a("--dropout", type=float, default=0.5)
     a("--tau", type=float, default=None)
-    a("--vn-edges", default="both", choices=("both", "to-vn"),
+    a("--vn-edges", default="both", choices=VN_EDGE_DIRECTIONS,
       help="class virtual-node links of the forward variants (to-vn: member -> class node only)")
     a("--gat-heads", type=int, default=1, help="attention heads of the gat layer (concatenated; the paper's code: 4)")
     a("--bp-input", default="l2", choices=("l2", "raw"),

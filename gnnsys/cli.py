@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import fields
 
-from gnnsys.config import INITS, SAMPLERS, TRAINERS, TrainConfig
+from gnnsys.config import INITS, SAMPLERS, TRAINERS, VN_EDGE_DIRECTIONS, TrainConfig
 from gnnsys.errors import GnnsysError
 
 
@@ -54,7 +54,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
       help="ForwardGNN variant: ff-la, ff-vn, sf, sf-top2input, sf-top2loss (node); "
            "forward-ce, forward-ff, top-down (link)")
     a("--forward-tau", type=float, default=None, help="ForwardGNN SF temperature (default 1.0)")
-    a("--forward-vn-edges", choices=("both", "to-vn"), default=None,
+    a("--forward-vn-edges", choices=VN_EDGE_DIRECTIONS, default=None,
       help="class virtual-node links: both ways (default, the paper's) or member -> virtual node only")
     a("--out", default=None, help="write results JSON here")
     a("--quiet", action="store_true", help="no progress bar")

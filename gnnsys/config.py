@@ -14,6 +14,8 @@ SAMPLERS = ("full", "saint-node", "saint-edge", "saint-rw", "saint-mrw")
 INITS = ("default", "xavier", "kaiming", "kaiming_fan_out", "virgo", "virgo_forward", "virgo_backward")
 NODE_FORWARD_VARIANTS = ("ff-la", "ff-vn", "sf", "sf-top2input", "sf-top2loss")
 LINK_FORWARD_VARIANTS = ("forward-ce", "forward-ff", "top-down")
+#: Class virtual-node links of the ForwardGNN variants: both ways, or member -> class node only.
+VN_EDGE_DIRECTIONS = ("both", "to-vn")
 
 
 @dataclass
@@ -86,8 +88,8 @@ class TrainConfig:
             if self.forward_variant not in NODE_FORWARD_VARIANTS + LINK_FORWARD_VARIANTS:
                 raise ConfigError(f"unknown forward variant {self.forward_variant!r}; node tasks take "
                                   f"{NODE_FORWARD_VARIANTS}, link tasks {LINK_FORWARD_VARIANTS}")
-        if self.forward_vn_edges not in ("both", "to-vn"):
-            raise ConfigError(f"--forward-vn-edges must be 'both' or 'to-vn', not {self.forward_vn_edges!r}")
+        if self.forward_vn_edges not in VN_EDGE_DIRECTIONS:
+            raise ConfigError(f"--forward-vn-edges must be one of {VN_EDGE_DIRECTIONS}, not {self.forward_vn_edges!r}")
         if self.select_by not in ("metric", "loss"):
             raise ConfigError(f"select_by must be 'metric' or 'loss', not {self.select_by!r}")
         if self.split not in ("public", "random"):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
-from gnnsys.config import LINK_FORWARD_VARIANTS, NODE_FORWARD_VARIANTS, TrainConfig
+from gnnsys.config import LINK_FORWARD_VARIANTS, NODE_FORWARD_VARIANTS, VN_EDGE_DIRECTIONS, TrainConfig
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError, DataFormatError
 from gnnsys.models.registry import get_layer
@@ -227,8 +227,8 @@ def with_virtual_nodes(batch: MiniBatch, x: torch.Tensor, members: torch.Tensor,
     ``"to-vn"`` (member -> virtual node only, the paper code's ``unidirection``: the virtual
     node gathers its members, a member never reads it). Virtual-node edges weigh 1 when the
     batch carries GraphSAINT edge weights."""
-    if direction not in ("both", "to-vn"):
-        raise ConfigError(f"virtual-node edge direction must be 'both' or 'to-vn', not {direction!r}")
+    if direction not in VN_EDGE_DIRECTIONS:
+        raise ConfigError(f"virtual-node edge direction must be one of {VN_EDGE_DIRECTIONS}, not {direction!r}")
     n = batch.num_nodes
     dev = batch.edge_index.device
     vn = n + classes.to(dev)
@@ -247,9 +247,10 @@ def with_virtual_nodes(batch: MiniBatch, x: torch.Tensor, members: torch.Tensor,
                               loss_weight=batch.loss_weight)
     deg = getattr(batch, "norm_degree", None)
     if deg is not None:  # GraphSAINT batch normalized by sampling-graph degrees: count the new links
-        links = torch.bincount(members, minlength=n).to(deg.dtype) if direction == "both" else torch.zeros_like(deg)
+        if direction == "both":  # members now also read their class node
+            deg = deg + torch.bincount(members, minlength=n).to(deg.dtype)
         vdeg = torch.bincount(classes.to(dev), minlength=num_classes).to(deg.dtype)
-        kw["norm_degree"] = torch.cat([deg + links, vdeg])
+        kw["norm_degree"] = torch.cat([deg, vdeg])
         return type(batch)(**kw)
     return MiniBatch(**kw)
 
