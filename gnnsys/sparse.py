@@ -104,3 +104,54 @@ def propagate(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if op.requires_grad:
         return torch.sparse.mm(op, x)
     return _CSRMatmul.apply(op, x)
+
+
+# A mostly-zero input matrix (bag-of-words features) multiplies a weight as CSR: Cora's
+# 2708 x 1440 input (1.8% nonzero) @ a 1440 x 128 weight took 23 ms forward+backward dense and
+# 5.7 ms as CSR on one CPU core. Measured on CPU only, so GPU tensors keep the dense matmul.
+SPARSE_INPUT_MAX_DENSITY = 0.1
+
+
+def csr_from_coords(
+    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """CSR matrix from coordinates already in row-major order (as ``nonzero`` returns them)."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0, out=crow[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
+
+
+def attach_sparse_input(x: torch.Tensor, csr: torch.Tensor | None) -> None:
+    """Record ``csr`` (or ``None``: not sparse) as ``x``'s CSR copy for its current version."""
+    x._gnnsys_csr = (x._version, csr)
+
+
+def sparse_input(x: torch.Tensor) -> torch.Tensor | None:
+    """A CSR copy of ``x`` when it is a mostly-zero 2-D CPU float matrix that needs no
+    gradient (at most ``SPARSE_INPUT_MAX_DENSITY`` nonzero), else ``None``. The answer is
+    cached on the tensor, keyed by its version, so a fixed input pays for it once."""
+    if x.requires_grad or x.dim() != 2 or x.device.type != "cpu" or not x.dtype.is_floating_point \
+            or x.layout != torch.strided:
+        return None
+    cached = getattr(x, "_gnnsys_csr", None)
+    if cached is not None and cached[0] == x._version:
+        return cached[1]
+    csr = None
+    if x.numel() and int(torch.count_nonzero(x)) <= SPARSE_INPUT_MAX_DENSITY * x.numel():
+        rows, cols = x.nonzero(as_tuple=True)
+        csr = csr_from_coords(rows, cols, x[rows, cols], tuple(x.shape))
+    attach_sparse_input(x, csr)
+    return csr
+
+
+def linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
+    """``lin(x)`` for a ``Linear`` (``weight``, optional ``bias``), as a CSR matmul when ``x``
+    is a mostly-zero input (``sparse_input``); the same values up to float rounding."""
+    csr = sparse_input(x)
+    if csr is None or csr.dtype != lin.weight.dtype:
+        return lin(x)
+    wt = lin.weight.t()
+    bias = getattr(lin, "bias", None)
+    return torch.sparse.mm(csr, wt) if bias is None else torch.addmm(bias, csr, wt)

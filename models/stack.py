@@ -7,32 +7,50 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
-from gnnsys.sparse import NORMS
+from gnnsys.sparse import NORMS, SPARSE_INPUT_MAX_DENSITY, attach_sparse_input, csr_from_coords
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout``; on CPU as ``x * (U(0,1) >= p) / (1 - p)``, the same distribution, which
+    took 1.9 ms against 6.4 ms for a 2708 x 128 matrix on one core (``F.dropout`` draws its
+    Bernoulli mask in double precision)."""
+    if not training or p == 0.0:
+        return x
+    if p >= 1.0:
+        return x * 0.0
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training)
+    return x * (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 def input_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``F.dropout`` for a mostly-zero input matrix (bag-of-words features): the same
+    """``dropout`` for a mostly-zero input matrix (bag-of-words features): the same
     distribution, with the mask drawn only at the nonzeros, since a dropped zero is still
     zero. On CiteSeer (12.3M entries, 0.9% nonzero) a full mask was most of a training
-    step. Tensors that need a gradient, or that are not mostly zeros, take ``F.dropout``."""
+    step. Tensors that need a gradient, or that are not mostly zeros, take ``dropout``; a
+    result that is still mostly zero carries its CSR copy for the layer's ``linear``."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
     if x.requires_grad or x.dim() != 2:
-        return F.dropout(x, p, training)
+        return dropout(x, p, training)
     cached = getattr(x, "_gnnsys_nonzero", None)
     if cached is None or cached[0] != x._version:
-        nz = x.nonzero(as_tuple=True)
-        cached = (x._version, nz if nz[0].numel() <= x.numel() // 4 else None)
+        mostly_zero = int(torch.count_nonzero(x)) <= x.numel() // 4  # one cheap pass before ``nonzero``
+        cached = (x._version, x.nonzero(as_tuple=True) if mostly_zero else None)
         x._gnnsys_nonzero = cached
     nz = cached[1]
     if nz is None:
-        return F.dropout(x, p, training)
+        return dropout(x, p, training)
     keep = torch.rand(nz[0].numel(), device=x.device) >= p
     rows, cols = nz[0][keep], nz[1][keep]
+    vals = x[rows, cols] / (1.0 - p)
     out = torch.zeros_like(x)
-    out[rows, cols] = x[rows, cols] / (1.0 - p)
+    out[rows, cols] = vals
+    if x.device.type == "cpu" and rows.numel() <= SPARSE_INPUT_MAX_DENSITY * x.numel():
+        # the coordinates are at hand: give the first layer's ``linear`` its CSR input for free
+        attach_sparse_input(out, csr_from_coords(rows, cols, vals, tuple(x.shape)))
     return out
 
 
@@ -103,7 +121,7 @@ class GNNStack(nn.Module):
         if i == 0:
             h = input_dropout(h, self.input_dropout, self.training)
         else:
-            h = F.dropout(h, self.dropout, self.training)
+            h = dropout(h, self.dropout, self.training)
         h = self.apply_layer(layer, h, batch)
         if i < self.num_layers - 1 or self.activate_last:
             h = self.act(self.norms[i](h))

@@ -222,6 +222,52 @@ def test_input_dropout_matches_dropout_in_distribution():
     assert ((input_dropout(dense, 0.5, True) == 0).float().mean() - 0.5).abs() < 0.05
 
 
+def test_cpu_dropout_keeps_one_minus_p_and_scales():
+    from gnnsys.models.stack import dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(300, 200) + 0.5
+    out = dropout(x, 0.3, True)
+    kept = out != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.01  # 60k draws: std ~0.002
+    assert torch.allclose(out[kept], x[kept] / 0.7)
+    xg = x.clone().requires_grad_()
+    y = dropout(xg, 0.3, True)
+    y.sum().backward()
+    assert torch.allclose(xg.grad, (y != 0).float() / 0.7)  # the gradient flows through the same mask
+    assert torch.equal(dropout(x, 0.3, False), x) and torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("name", ["gcn", "sage", "gat"])
+def test_sparse_input_linear_matches_dense(name):
+    """A mostly-zero input goes through a CSR matmul: same output and weight gradients as dense."""
+    from gnnsys.models.registry import get_layer
+    from gnnsys.models.stack import input_dropout
+
+    from gnnsys.sparse import propagation_matrix, sparse_input
+
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(60, 300, generator=g) < 0.03).float() * torch.rand(60, 300, generator=g)
+    ei = torch.randint(0, 60, (2, 240), generator=g)
+    layer = get_layer(name)(300, 16)
+    prop = getattr(layer, "propagation", None)
+    op = ei if prop is None else propagation_matrix(ei, 60, None, prop)
+    assert sparse_input(x) is not None and sparse_input(x.clone().requires_grad_()) is None
+    assert sparse_input(torch.rand(60, 300) + 0.1) is None  # dense input: dense matmul
+    outs, grads = [], []
+    for inp in (x, x.clone().fill_(0).add_(x).requires_grad_()):  # CSR path, then dense (needs grad)
+        layer.zero_grad()
+        out = layer(inp, op)
+        out.pow(2).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in layer.parameters() if p.grad is not None])
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    assert len(grads[0]) == len(grads[1]) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(*grads))
+    torch.manual_seed(0)
+    d = input_dropout(x, 0.5, True)
+    assert torch.equal(sparse_input(d).to_dense(), d)  # the CSR copy dropout attaches is its output
+
+
 def test_multi_head_gat_stack_has_a_single_head_classifier():
     """``layer_kwargs={"heads": 4}``: hidden GAT layers get 4 heads, the class-score layer one
     (7 classes are not divisible by 4), and the stack runs."""

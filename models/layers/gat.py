@@ -10,6 +10,8 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 from torch_geometric.utils import softmax
 
+from gnnsys.sparse import linear
+
 
 @register_layer("gat")
 class GATLayer(nn.Module):
@@ -62,7 +64,7 @@ class GATLayer(nn.Module):
         keep = edge_index[0] != edge_index[1]
         src = torch.cat([edge_index[0][keep], loop])
         dst = torch.cat([edge_index[1][keep], loop])
-        h = self.lin(x).view(n, self.heads, self.head_dim)
+        h = linear(x, self.lin).view(n, self.heads, self.head_dim)
         a_s = (h * self.att_src).sum(-1)
         a_d = (h * self.att_dst).sum(-1)
         e = F.leaky_relu(a_s[src] + a_d[dst], self.negative_slope)

@@ -7,7 +7,7 @@ from gnnsys.models.registry import register_layer
 from torch import nn
 from torch_geometric.nn import GCNConv
 
-from gnnsys.sparse import is_operator, propagate, propagation_matrix
+from gnnsys.sparse import is_operator, linear, propagate, propagation_matrix
 
 
 @register_layer("gcn")
@@ -38,5 +38,5 @@ class GCNLayer(nn.Module):
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         op = edge_index if is_operator(edge_index) else propagation_matrix(edge_index, x.size(0), edge_weight, "gcn")
-        out = propagate(op, self.conv.lin(x))
+        out = propagate(op, linear(x, self.conv.lin))
         return out if self.conv.bias is None else out + self.conv.bias

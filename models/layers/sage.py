@@ -7,7 +7,7 @@ from gnnsys.models.registry import register_layer
 from torch import nn
 from torch_geometric.nn import SAGEConv
 
-from gnnsys.sparse import is_operator, propagate, propagation_matrix
+from gnnsys.sparse import is_operator, linear, propagate, propagation_matrix
 
 
 @register_layer("sage")
@@ -36,4 +36,4 @@ class SAGELayer(nn.Module):
     ) -> torch.Tensor:
         op = edge_index if is_operator(edge_index) else propagation_matrix(edge_index, x.size(0), edge_weight, "mean")
         out = self.conv.lin_l(propagate(op, x))
-        return out + self.conv.lin_r(x) if self.conv.root_weight else out
+        return out + linear(x, self.conv.lin_r) if self.conv.root_weight else out
