@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from gnnsys.models.dropout import dropout
 from gnnsys.models.registry import register_layer
 from torch import nn
 from torch_geometric.nn.dense.linear import Linear
@@ -72,7 +73,7 @@ class GATLayer(nn.Module):
             w = torch.cat([edge_weight[keep].to(e.dtype), torch.ones(n, device=x.device, dtype=e.dtype)])
             e = e + torch.log(w.clamp_min(1e-30)).unsqueeze(-1)
         alpha = softmax(e, dst, num_nodes=n)
-        alpha = F.dropout(alpha, self.attn_dropout, self.training)
+        alpha = dropout(alpha, self.attn_dropout, self.training)
         out = torch.zeros_like(h).index_add_(0, dst, h[src] * alpha.unsqueeze(-1))
         out = out.reshape(n, self.out_dim)
         return out if self.bias is None else out + self.bias
