@@ -146,12 +146,13 @@ def sparse_input(x: torch.Tensor) -> torch.Tensor | None:
     return csr
 
 
-def linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
-    """``lin(x)`` for a ``Linear`` (``weight``, optional ``bias``), as a CSR matmul when ``x``
-    is a mostly-zero input (``sparse_input``); the same values up to float rounding."""
-    csr = sparse_input(x)
+def linear(x: torch.Tensor, lin: torch.nn.Module, bias: bool = True) -> torch.Tensor:
+    """``lin(x)`` for a ``Linear`` (``weight``, optional ``bias``; ``bias=False`` leaves it
+    out), as a CSR matmul when ``x`` is a CSR matrix or a mostly-zero input
+    (``sparse_input``); the same values up to float rounding."""
+    b = getattr(lin, "bias", None) if bias else None
+    csr = x if x.is_sparse_csr else sparse_input(x)
     if csr is None or csr.dtype != lin.weight.dtype:
-        return lin(x)
+        return torch.nn.functional.linear(x, lin.weight, b)
     wt = lin.weight.t()
-    bias = getattr(lin, "bias", None)
-    return torch.sparse.mm(csr, wt) if bias is None else torch.addmm(bias, csr, wt)
+    return torch.sparse.mm(csr, wt) if b is None else torch.addmm(b, csr, wt)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import torch
-from gnnsys.models.dropout import Dropout
-from gnnsys.models.dropout import dropout as dropout_fn
 from torch import nn
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
@@ -44,7 +42,7 @@ class LinkHead(nn.Module):
             for i in range(len(dims) - 1):
                 mods.append(nn.Linear(dims[i], dims[i + 1]))
                 if i < len(dims) - 2:
-                    mods += [nn.ReLU(), Dropout(dropout)]
+                    mods += [nn.ReLU(), nn.Dropout(dropout)]
             self.mlp = nn.Sequential(*mods)
 
     def forward(self, h: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
@@ -81,5 +79,6 @@ class GraphHead(nn.Module):
         size = batch.num_graphs or None
         out = 0
         for lin, h in zip(self.lins, hs):
-            out = out + lin(dropout_fn(pool(h, batch.graph_index, size=size), self.dropout, self.training))
+            out = out + lin(nn.functional.dropout(pool(h, batch.graph_index, size=size), self.dropout,
+                                                  self.training))
         return out

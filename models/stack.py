@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import torch
-from gnnsys.models.dropout import dropout
+import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
 from gnnsys.sparse import NORMS, SPARSE_INPUT_MAX_DENSITY, attach_sparse_input, csr_from_coords
 
 
-def input_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``dropout`` for a mostly-zero input matrix (bag-of-words features): the same
+def input_dropout(x: torch.Tensor, p: float, training: bool, sparse_ok: bool = False) -> torch.Tensor:
+    """``F.dropout`` for a mostly-zero input matrix (bag-of-words features): the same
     distribution, with the mask drawn only at the nonzeros, since a dropped zero is still
     zero. On CiteSeer (12.3M entries, 0.9% nonzero) a full mask was most of a training
-    step. Tensors that need a gradient, or that are not mostly zeros, take ``dropout``; a
-    result that is still mostly zero carries its CSR copy for the layer's ``linear``."""
+    step. Tensors that need a gradient, or that are not mostly zeros, take ``F.dropout``. A
+    result that is still mostly zero (CPU) carries its CSR copy for the layer's ``linear``,
+    or with ``sparse_ok`` (a layer that declares ``accepts_sparse_input``) is returned as
+    that CSR matrix alone, never written out dense."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
     if x.requires_grad or x.dim() != 2:
-        return dropout(x, p, training)
+        return F.dropout(x, p, training)
     cached = getattr(x, "_gnnsys_nonzero", None)
     if cached is None or cached[0] != x._version:
         mostly_zero = int(torch.count_nonzero(x)) <= x.numel() // 4  # one cheap pass before ``nonzero``
@@ -29,16 +31,26 @@ def input_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         x._gnnsys_nonzero = cached
     nz = cached[1]
     if nz is None:
-        return dropout(x, p, training)
+        return F.dropout(x, p, training)
     keep = torch.rand(nz[0].numel(), device=x.device) >= p
     rows, cols = nz[0][keep], nz[1][keep]
     vals = x[rows, cols] / (1.0 - p)
-    out = torch.zeros_like(x)
-    out[rows, cols] = vals
+    csr = None
     if x.device.type == "cpu" and rows.numel() <= SPARSE_INPUT_MAX_DENSITY * x.numel():
         # the coordinates are at hand: give the first layer's ``linear`` its CSR input for free
-        attach_sparse_input(out, csr_from_coords(rows, cols, vals, tuple(x.shape)))
+        csr = csr_from_coords(rows, cols, vals, tuple(x.shape))
+        if sparse_ok:
+            return csr
+    out = torch.zeros_like(x)
+    out[rows, cols] = vals
+    if csr is not None:
+        attach_sparse_input(out, csr)
     return out
+
+
+def accepts_sparse_input(layer: nn.Module) -> bool:
+    """Whether ``layer`` takes a CSR input matrix (it declares ``accepts_sparse_input``)."""
+    return bool(getattr(layer, "accepts_sparse_input", False))
 
 
 class GNNStack(nn.Module):
@@ -106,9 +118,9 @@ class GNNStack(nn.Module):
         """Output of layer ``i`` after its norm and activation (what layer ``i+1`` receives)."""
         layer = self.layers[i]
         if i == 0:
-            h = input_dropout(h, self.input_dropout, self.training)
+            h = input_dropout(h, self.input_dropout, self.training, accepts_sparse_input(layer))
         else:
-            h = dropout(h, self.dropout, self.training)
+            h = F.dropout(h, self.dropout, self.training)
         h = self.apply_layer(layer, h, batch)
         if i < self.num_layers - 1 or self.activate_last:
             h = self.act(self.norms[i](h))

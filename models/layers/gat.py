@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from gnnsys.models.dropout import dropout
 from gnnsys.models.registry import register_layer
 from torch import nn
 from torch_geometric.nn.dense.linear import Linear
@@ -28,8 +27,10 @@ class GATLayer(nn.Module):
     plain GAT); it is how GraphSAINT's aggregator normalization enters an attention layer.
     ``out_dim`` is the concatenated width (``heads`` must divide it). Propagation operator
     at init (attention scores all equal): ``"mean"`` over in-neighbours and the node itself.
+    ``x`` may be a CSR matrix (it is only multiplied by ``W``).
     """
 
+    accepts_sparse_input = True
     propagation = None  # attention needs per-edge scores, so the stack passes edge_index
 
     def __init__(
@@ -73,7 +74,7 @@ class GATLayer(nn.Module):
             w = torch.cat([edge_weight[keep].to(e.dtype), torch.ones(n, device=x.device, dtype=e.dtype)])
             e = e + torch.log(w.clamp_min(1e-30)).unsqueeze(-1)
         alpha = softmax(e, dst, num_nodes=n)
-        alpha = dropout(alpha, self.attn_dropout, self.training)
+        alpha = F.dropout(alpha, self.attn_dropout, self.training)
         out = torch.zeros_like(h).index_add_(0, dst, h[src] * alpha.unsqueeze(-1))
         out = out.reshape(n, self.out_dim)
         return out if self.bias is None else out + self.bias

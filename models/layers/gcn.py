@@ -21,10 +21,12 @@ class GCNLayer(nn.Module):
     ``edge_weight`` scales each message ``w_uv`` (GraphSAINT's aggregator normalization).
     The parameters are those of PyG's ``GCNConv``; propagation is one product with the
     normalized operator (``gnnsys.sparse``), which ``GNNStack`` builds once per batch.
-    Propagation operator (used by Virgo): ``"gcn"``.
+    Propagation operator (used by Virgo): ``"gcn"``. ``x`` may be a CSR matrix (it is only
+    multiplied by ``W``), which the stack passes for a mostly-zero input after dropout.
     """
 
     propagation = "gcn"
+    accepts_sparse_input = True
 
     def __init__(self, in_dim: int, out_dim: int, bias: bool = True) -> None:
         super().__init__()

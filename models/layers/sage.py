@@ -19,6 +19,9 @@ class SAGELayer(nn.Module):
         \frac{\sum_{u \to v} w_{uv} \mathbf{x}_u}{\sum_{u \to v} w_{uv}}
 
     (weighted mean over in-neighbours, ``w = 1`` by default). Propagation operator: ``"mean"``.
+    The mean is linear, so a layer that narrows (``in_dim > out_dim``) applies ``W_2`` before
+    aggregating (``P (X W_2) + b``, the same values up to rounding, the propagation on the
+    narrower side) and then takes ``x`` as a CSR matrix as well.
     """
 
     propagation = "mean"
@@ -27,6 +30,8 @@ class SAGELayer(nn.Module):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.conv = SAGEConv(in_dim, out_dim, aggr="mean", bias=bias, root_weight=root_weight)
+        self.transform_first = in_dim > out_dim
+        self.accepts_sparse_input = self.transform_first  # then x is only ever multiplied by a weight
 
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
@@ -35,5 +40,10 @@ class SAGELayer(nn.Module):
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         op = edge_index if is_operator(edge_index) else propagation_matrix(edge_index, x.size(0), edge_weight, "mean")
-        out = self.conv.lin_l(propagate(op, x))
+        lin_l = self.conv.lin_l
+        if self.transform_first:
+            out = propagate(op, linear(x, lin_l, bias=False))
+            out = out if lin_l.bias is None else out + lin_l.bias
+        else:
+            out = lin_l(propagate(op, x))
         return out + linear(x, self.conv.lin_r) if self.conv.root_weight else out

@@ -22,7 +22,7 @@ from gnnsys.config import LINK_FORWARD_VARIANTS, NODE_FORWARD_VARIANTS, VN_EDGE_
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError, DataFormatError
 from gnnsys.models.registry import get_layer
-from gnnsys.models.stack import GNNStack, input_dropout
+from gnnsys.models.stack import GNNStack, accepts_sparse_input, input_dropout
 
 #: The paper's optimizer settings, used when a config leaves ``lr`` / ``weight_decay`` unset.
 PAPER_LR = 1e-3
@@ -157,7 +157,7 @@ class ForwardLayer(nn.Module):
         self.embedding = embedding
 
     def forward(self, x: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
-        x = input_dropout(x, self.dropout, self.training)
+        x = input_dropout(x, self.dropout, self.training, accepts_sparse_input(self.conv))
         return F.relu(GNNStack.apply_layer(self.conv, x, batch))
 
 
