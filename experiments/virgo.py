@@ -1,6 +1,7 @@
 """Virgo vs Xavier vs Kaiming: test scores, mean ± std over seeds (TU: over CV folds).
 
     python -m gnnsys.experiments.virgo [--quick] [--suites cora-gcn3,mutag-gin] [--out FILE.json]
+    python -m gnnsys.experiments.virgo --merge seed0.json seed1.json --out FILE.json
 
 Every run is ``gnnsys.api.train(TrainConfig(dataset=..., init=..., seed=..., quiet=True, ...))``
 with the dataset's defaults except the suite's overrides. Prints a markdown table and writes
@@ -110,6 +111,33 @@ def markdown(results: dict[str, Any], inits: list[str]) -> str:
     return "\n".join(lines)
 
 
+def merge(files: list[str]) -> dict[str, Any]:
+    """One result set from several ``--out`` files of the same suites run on different seeds
+    (``--first-seed``): runs pooled per suite and init, mean and std recomputed; a seed that
+    appears twice is an error."""
+    merged: dict[str, Any] = {}
+    for f in files:
+        for name, r in json.loads(Path(f).read_text()).items():
+            m = merged.setdefault(name, {k: v for k, v in r.items() if k != "inits"} | {"inits": {}})
+            if m.get("overrides") != r.get("overrides"):
+                raise ValueError(f"{f}: suite {name} ran with {r.get('overrides')}, not {m.get('overrides')}")
+            for init, d in r["inits"].items():
+                runs = m["inits"].setdefault(init, {"runs": []})["runs"]
+                seen = {x["seed"] for x in runs}
+                dup = seen & {x["seed"] for x in d["runs"]}
+                if dup:
+                    raise ValueError(f"{f}: suite {name} init {init} repeats seeds {sorted(dup)}")
+                runs += d["runs"]
+    for m in merged.values():
+        for d in m["inits"].values():
+            d["runs"].sort(key=lambda x: x["seed"])
+            d["scores"] = [t for x in d["runs"] for t in x["fold_tests"]]
+            d["mean"] = statistics.fmean(d["scores"])
+            d["std"] = statistics.pstdev(d["scores"]) if len(d["scores"]) > 1 else 0.0
+        m["seeds"] = len(next(iter(m["inits"].values()))["runs"]) if m["inits"] else 0
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer seeds and epochs (a smoke run)")
@@ -121,7 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="virgo_results.json")
+    p.add_argument("--merge", nargs="+", default=None, metavar="FILE",
+                   help="pool --out files of runs on different seeds into --out and print the table")
     args = p.parse_args(argv)
+    if args.merge:
+        results = merge(args.merge)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        present = {i for r in results.values() for i in r["inits"]}
+        print(markdown(results, [i for i in INITS if i in present] + sorted(present - set(INITS))))
+        return 0
     names = args.suites.split(",") if args.suites else [s.name for s in SUITES]
     known = {s.name: s for s in SUITES}
     unknown = [n for n in names if n not in known]

@@ -237,3 +237,28 @@ def test_graph_task_samples_graphs_and_embedding_encoders() -> None:
     assert torch.equal(emb, link.encoder.emb.weight)  # encoders keep their own init
     want = virgo_variances(graph, None, None, 32, 2, layer="sage", last="hidden")
     assert link.layers[0].conv.lin_l.weight.var().item() == pytest.approx(want[0], rel=0.25)
+
+
+def test_virgo_experiment_merges_seed_chunks(tmp_path):
+    """Per-seed result files pool into one table row; a repeated seed is refused."""
+    import json
+
+    from gnnsys.experiments.virgo import main, merge
+
+    def chunk(seed, scores):
+        runs = {i: {"runs": [{"seed": seed, "test": s, "val": s, "fold_tests": [s], "epochs": 1, "seconds": 1.0}]}
+                for i, s in scores.items()}
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps({"ddi-sage": {"dataset": "ogbl-ddi", "overrides": {"epochs": 10},
+                                                 "metric": "hits@20", "inits": runs}}))
+        return str(path)
+
+    a, b = chunk(0, {"virgo": 0.1, "kaiming": 0.3}), chunk(1, {"virgo": 0.3, "kaiming": 0.5})
+    m = merge([a, b])["ddi-sage"]
+    assert m["seeds"] == 2 and m["inits"]["virgo"]["scores"] == [0.1, 0.3]
+    assert abs(m["inits"]["virgo"]["mean"] - 0.2) < 1e-12 and abs(m["inits"]["kaiming"]["std"] - 0.1) < 1e-12
+    with pytest.raises(ValueError, match="repeats seeds"):
+        merge([a, a])
+    out = tmp_path / "merged.json"
+    assert main(["--merge", a, b, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["ddi-sage"]["inits"]["kaiming"]["mean"] == pytest.approx(0.4)
