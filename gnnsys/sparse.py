@@ -123,9 +123,17 @@ def csr_from_coords(
         return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
 
 
+def tensor_version(x: torch.Tensor) -> int | None:
+    """``x._version``, or ``None`` for an inference-mode tensor (it keeps no version counter,
+    so nothing may be cached on it)."""
+    return None if x.is_inference() else x._version
+
+
 def attach_sparse_input(x: torch.Tensor, csr: torch.Tensor | None) -> None:
     """Record ``csr`` (or ``None``: not sparse) as ``x``'s CSR copy for its current version."""
-    x._gnnsys_csr = (x._version, csr)
+    version = tensor_version(x)
+    if version is not None:
+        x._gnnsys_csr = (version, csr)
 
 
 def sparse_input(x: torch.Tensor) -> torch.Tensor | None:
@@ -136,7 +144,7 @@ def sparse_input(x: torch.Tensor) -> torch.Tensor | None:
             or x.layout != torch.strided:
         return None
     cached = getattr(x, "_gnnsys_csr", None)
-    if cached is not None and cached[0] == x._version:
+    if cached is not None and cached[0] == tensor_version(x):
         return cached[1]
     csr = None
     if x.numel() and int(torch.count_nonzero(x)) <= SPARSE_INPUT_MAX_DENSITY * x.numel():

@@ -258,6 +258,14 @@ def test_sparse_input_linear_matches_dense(name):
     assert c.is_sparse_csr and torch.equal(c.to_dense(), d)  # the same draw as the dense result
     if getattr(layer, "accepts_sparse_input", False):
         assert torch.allclose(layer(c, op), layer(d, op), atol=1e-5)
+    layer.eval()
+    expected = layer(x, op).detach()
+    with torch.inference_mode():  # inference tensors keep no version counter: nothing is cached on them
+        xi = x.clone()
+        assert torch.allclose(layer(xi, op), expected, atol=1e-5)
+        assert torch.allclose(layer(xi, op), expected, atol=1e-5)
+        layer.train()
+        assert input_dropout(xi, 0.5, True).shape == x.shape
 
 
 def test_multi_head_gat_stack_has_a_single_head_classifier():
