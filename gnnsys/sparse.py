@@ -7,6 +7,8 @@ Message passing with a CSR adjacency is several times faster on CPU than scatter
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -110,6 +112,8 @@ def propagate(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # 2708 x 1440 input (1.8% nonzero) @ a 1440 x 128 weight took 23 ms forward+backward dense and
 # 5.7 ms as CSR on one CPU core. Measured on CPU only, so GPU tensors keep the dense matmul.
 SPARSE_INPUT_MAX_DENSITY = 0.1
+#: A matrix at most this dense counts as mostly zero: input dropout draws only at its nonzeros.
+MOSTLY_ZERO_MAX_DENSITY = 0.25
 
 
 def csr_from_coords(
@@ -129,6 +133,30 @@ def tensor_version(x: torch.Tensor) -> int | None:
     return None if x.is_inference() else x._version
 
 
+def _cached_on(x: torch.Tensor, attr: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept on ``x`` under ``attr`` for as long as ``x`` is not modified."""
+    version = tensor_version(x)
+    cached = getattr(x, attr, None)
+    if cached is not None and version is not None and cached[0] == version:
+        return cached[1]
+    value = compute()
+    if version is not None:
+        setattr(x, attr, (version, value))
+    return value
+
+
+def nonzero_coords(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(rows, cols)`` of the nonzeros of a 2-D matrix that is mostly zero (at most
+    ``MOSTLY_ZERO_MAX_DENSITY`` nonzero), else ``None``; cached on ``x`` like ``sparse_input``."""
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not x.numel() or int(torch.count_nonzero(x)) > MOSTLY_ZERO_MAX_DENSITY * x.numel():
+            return None  # one cheap counting pass spares ``nonzero`` on a dense matrix
+        return x.nonzero(as_tuple=True)
+
+    return _cached_on(x, "_gnnsys_nonzero", compute)
+
+
 def attach_sparse_input(x: torch.Tensor, csr: torch.Tensor | None) -> None:
     """Record ``csr`` (or ``None``: not sparse) as ``x``'s CSR copy for its current version."""
     version = tensor_version(x)
@@ -143,15 +171,14 @@ def sparse_input(x: torch.Tensor) -> torch.Tensor | None:
     if x.requires_grad or x.dim() != 2 or x.device.type != "cpu" or not x.dtype.is_floating_point \
             or x.layout != torch.strided:
         return None
-    cached = getattr(x, "_gnnsys_csr", None)
-    if cached is not None and cached[0] == tensor_version(x):
-        return cached[1]
-    csr = None
-    if x.numel() and int(torch.count_nonzero(x)) <= SPARSE_INPUT_MAX_DENSITY * x.numel():
-        rows, cols = x.nonzero(as_tuple=True)
-        csr = csr_from_coords(rows, cols, x[rows, cols], tuple(x.shape))
-    attach_sparse_input(x, csr)
-    return csr
+
+    def compute() -> torch.Tensor | None:
+        nz = nonzero_coords(x)
+        if nz is None or nz[0].numel() > SPARSE_INPUT_MAX_DENSITY * x.numel():
+            return None
+        return csr_from_coords(nz[0], nz[1], x[nz], tuple(x.shape))
+
+    return _cached_on(x, "_gnnsys_csr", compute)
 
 
 def linear(x: torch.Tensor, lin: torch.nn.Module, bias: bool = True) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
-from gnnsys.sparse import NORMS, SPARSE_INPUT_MAX_DENSITY, attach_sparse_input, csr_from_coords, tensor_version
+from gnnsys.sparse import NORMS, SPARSE_INPUT_MAX_DENSITY, attach_sparse_input, csr_from_coords, nonzero_coords
 
 
 def input_dropout(x: torch.Tensor, p: float, training: bool, sparse_ok: bool = False) -> torch.Tensor:
@@ -24,14 +24,7 @@ def input_dropout(x: torch.Tensor, p: float, training: bool, sparse_ok: bool = F
         return torch.zeros_like(x)
     if x.requires_grad or x.dim() != 2:
         return F.dropout(x, p, training)
-    cached = getattr(x, "_gnnsys_nonzero", None)
-    version = tensor_version(x)
-    if cached is None or version is None or cached[0] != version:
-        mostly_zero = int(torch.count_nonzero(x)) <= x.numel() // 4  # one cheap pass before ``nonzero``
-        cached = (version, x.nonzero(as_tuple=True) if mostly_zero else None)
-        if version is not None:
-            x._gnnsys_nonzero = cached
-    nz = cached[1]
+    nz = nonzero_coords(x)
     if nz is None:
         return F.dropout(x, p, training)
     keep = torch.rand(nz[0].numel(), device=x.device) >= p
