@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from gnnsys.config import VN_EDGE_DIRECTIONS
+from gnnsys.config import VN_EDGE_DIRECTIONS, default_vn_edges
 
 NODE_METHODS = ("backprop", "sf", "ff-la", "ff-vn", "sf-top2input", "sf-top2loss")
 LINK_METHODS = ("backprop", "forward-ce", "forward-ff", "top-down")
@@ -86,7 +86,7 @@ def run_config(args: argparse.Namespace, part: str, method: str, layer: str, dep
         kw.update(dataset=name, dropout=args.link_dropout, batch_size=args.link_batch, link_head="dot")
     if args.tau is not None:
         kw["forward_tau"] = args.tau
-    kw["forward_vn_edges"] = args.vn_edges if forward else "both"
+    kw["forward_vn_edges"] = args.vn_edges if forward else None
     if layer == "gat" and args.gat_heads != 1:
         kw["extra"] = {"layer_kwargs": {"heads": args.gat_heads}}
     return TrainConfig(**kw)
@@ -134,8 +134,9 @@ def node_part(args: argparse.Namespace) -> None:
                                        protocol=protocol, seed=seed, sampler=args.sampler)
                             if layer == "gat":
                                 rec["heads"] = args.gat_heads
-                            if method != "backprop" and args.vn_edges != "both":
-                                rec["vn_edges"] = args.vn_edges
+                            vn_edges = args.vn_edges or default_vn_edges(method)
+                            if method != "backprop" and vn_edges != "both":
+                                rec["vn_edges"] = vn_edges
                             if key_of(rec) in done:
                                 continue
                             cfg = run_config(args, "node", method, layer, depth, seed, protocol, name)
@@ -401,8 +402,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--weight-decay", type=float, default=5e-4)
     a("--dropout", type=float, default=0.5)
     a("--tau", type=float, default=None)
-    a("--vn-edges", default="both", choices=VN_EDGE_DIRECTIONS,
-      help="class virtual-node links of the forward variants (to-vn: member -> class node only)")
+    a("--vn-edges", default=None, choices=VN_EDGE_DIRECTIONS,
+      help="class virtual-node links of the forward variants (to-vn: member -> class node only; "
+           "default: each variant's own, to-vn for sf and both for the others)")
     a("--gat-heads", type=int, default=1, help="attention heads of the gat layer (concatenated; the paper's code: 4)")
     a("--bp-input", default="l2", choices=("l2", "raw"),
       help="backprop's node features: l2 (row-L2-normalized, the input the forward variants see; default) "

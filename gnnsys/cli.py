@@ -55,7 +55,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
            "forward-ce, forward-ff, top-down (link)")
     a("--forward-tau", type=float, default=None, help="ForwardGNN SF temperature (default 1.0)")
     a("--forward-vn-edges", choices=VN_EDGE_DIRECTIONS, default=None,
-      help="class virtual-node links: both ways (default, the paper's) or member -> virtual node only")
+      help="class virtual-node links: both ways (the paper's) or member -> virtual node only; "
+           "default: to-vn for sf, both for the other variants")
     a("--out", default=None, help="write results JSON here")
     a("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

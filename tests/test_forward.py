@@ -277,6 +277,26 @@ def test_one_way_virtual_nodes_learn(sbm, variant):
     assert res["test"] > 0.6, res
 
 
+def test_virtual_node_links_default_per_variant(sbm, monkeypatch):
+    """SF links members one way unless told otherwise; every other variant both ways."""
+    from gnnsys.trainers.forward.common import ForwardSettings
+
+    for variant in NODE_FORWARD_VARIANTS:
+        want = "to-vn" if variant == "sf" else "both"
+        assert ForwardSettings.from_config(cfg(variant), "node").vn_edges == want, variant
+    assert ForwardSettings.from_config(cfg("sf", forward_vn_edges="both"), "node").vn_edges == "both"
+    seen = []
+    real = node_mod.with_virtual_nodes
+
+    def spy(*a, **kw):
+        seen.append(a[6] if len(a) > 6 else kw.get("direction", "both"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(node_mod, "with_virtual_nodes", spy)
+    ForwardTrainer(cfg("sf", epochs=2)).run(sbm)
+    assert seen and set(seen) == {"to-vn"}
+
+
 def test_one_way_virtual_nodes_refused_for_ff_vn(sbm):
     with pytest.raises(ConfigError, match="does not fit ff-vn"):
         ForwardTrainer(cfg("ff-vn", forward_vn_edges="to-vn")).run(sbm)

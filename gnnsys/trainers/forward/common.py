@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
-from gnnsys.config import LINK_FORWARD_VARIANTS, NODE_FORWARD_VARIANTS, VN_EDGE_DIRECTIONS, TrainConfig
+from gnnsys.config import (
+    LINK_FORWARD_VARIANTS,
+    NODE_FORWARD_VARIANTS,
+    VN_EDGE_DIRECTIONS,
+    TrainConfig,
+    default_vn_edges,
+)
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError, DataFormatError
 from gnnsys.models.registry import get_layer
@@ -72,7 +78,8 @@ class ForwardSettings:
         tau = cfg.forward_tau if cfg.forward_tau is not None else (0.1 if logit == "cosine" else 1.0)
         if not tau > 0:
             raise ConfigError(f"--forward-tau must be > 0, got {tau}")
-        if variant == "ff-vn" and cfg.forward_vn_edges == "to-vn":
+        vn_edges = cfg.forward_vn_edges or default_vn_edges(variant)
+        if variant == "ff-vn" and vn_edges == "to-vn":
             raise ConfigError("--forward-vn-edges to-vn does not fit ff-vn: its positive and negative graphs differ "
                               "only in which class node a member reads, so a member must read it; use 'both'")
         if cfg.forward_timesteps < 1:
@@ -92,7 +99,7 @@ class ForwardSettings:
             theta=float(cfg.forward_theta),
             timesteps=int(cfg.forward_timesteps),
             logit=logit,
-            vn_edges=cfg.forward_vn_edges,
+            vn_edges=vn_edges,
             num_neg=max(1, cfg.num_neg),
             batch_size=cfg.batch_size,
             layer_kwargs=dict(cfg.extra.get("layer_kwargs") or {}),
