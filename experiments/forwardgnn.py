@@ -148,13 +148,15 @@ def node_part(args: argparse.Namespace) -> None:
                                   f"val {rec['val']:.4f} test {rec['test']:.4f} ({rec['seconds']:.0f}s)", flush=True)
 
 
-def link_dataset(name: str, root: str | None, seed: int) -> Any:
+def link_dataset(name: str, root: str | None, seed: int, l2: bool = False) -> Any:
+    """The link split of ``name`` (``l2``: with row-L2-normalized node features)."""
     from gnnsys.datasets import load_dataset
     from gnnsys.datasets.splits import link_split
 
     if name.startswith("ogbl"):
         return load_dataset(name, root=root)
-    return link_split(load_dataset(name, root=root), val=0.05, test=0.1, seed=seed)
+    ds = load_dataset(name, root=root)
+    return link_split(l2_input(ds) if l2 else ds, val=0.05, test=0.1, seed=seed)
 
 
 def link_part(args: argparse.Namespace) -> None:
@@ -164,6 +166,9 @@ def link_part(args: argparse.Namespace) -> None:
         seeds = [0] if name.startswith("ogbl") else list(range(args.link_seeds))
         for seed in seeds:
             ds = link_dataset(name, args.data_root, seed)
+            # backprop sees the input the forward layers see (ogbl-ddi has no features)
+            ds_bp = link_dataset(name, args.data_root, seed, l2=True) \
+                if args.bp_input == "l2" and not name.startswith("ogbl") else ds
             for layer in args.link_layers:
                 for depth in args.link_depths:
                     for method in args.methods:
@@ -179,7 +184,9 @@ def link_part(args: argparse.Namespace) -> None:
                             from dataclasses import replace
 
                             cfg = replace(cfg, epochs=args.ddi_epochs, patience=None, eval_every=args.ddi_eval_every)
-                        rec.update(train_one(cfg, ds))
+                        if method == "backprop" and not name.startswith("ogbl"):
+                            rec["input"] = args.bp_input
+                        rec.update(train_one(cfg, ds_bp if method == "backprop" else ds))
                         save_record(out, rec)
                         print(f"{name} {layer} x{depth} seed {seed} {method}: {rec['metric']} val {rec['val']:.4f} "
                               f"test {rec['test']:.4f} ({rec['seconds']:.0f}s)", flush=True)
