@@ -22,7 +22,10 @@ Parts:
   the step).
 
 Results are appended to ``--out`` (JSON, one record per run; runs already there are skipped,
-so an interrupted grid resumes) and printed as markdown tables.
+so an interrupted grid resumes) and printed as markdown tables. The greedy variants (sf,
+ff-la, ff-vn) train only the deepest of ``--depths``: their shallower depths are the first
+layers of that run, read off its per-layer results (records marked ``derived_from_depth``;
+``--no-greedy-prefix`` trains each depth anew, with the same numbers).
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ from gnnsys.config import VN_EDGE_DIRECTIONS, default_vn_edges
 NODE_METHODS = ("backprop", "sf", "ff-la", "ff-vn", "sf-top2input", "sf-top2loss")
 LINK_METHODS = ("backprop", "forward-ce", "forward-ff", "top-down")
 TOPDOWN = ("sf-top2input", "sf-top2loss", "top-down")
+#: Greedy variants: layer ``i`` trains once layers ``0..i-1`` are frozen, and its construction,
+#: data and random stream do not depend on how many layers follow. So a depth-``d`` model is
+#: the first ``d`` layers of a deeper run, and its result is that run's per-layer record
+#: ``d - 1`` (``tests/test_forward.py::test_greedy_depth_prefix`` checks this).
+GREEDY = ("sf", "ff-la", "ff-vn")
 
 
 # --------------------------------------------------------------------------- results file
@@ -114,10 +122,39 @@ def l2_input(ds: Any) -> Any:
     return dataclasses.replace(ds, features=InMemoryFeatureStore(l2norm(x)))
 
 
+def prefix_records(recs: list[dict[str, Any]], depths: list[int]) -> list[dict[str, Any]]:
+    """Records of full-batch greedy runs at ``depths``, read off the per-layer results of
+    deeper runs in ``recs`` (marked ``derived_from_depth``); only keys ``recs`` lacks."""
+    have = {key_of(r) for r in recs}
+    new: list[dict[str, Any]] = []
+    for r in recs:
+        if (r.get("part") != "node" or r.get("method") not in GREEDY or r.get("sampler", "full") != "full"
+                or "derived_from_depth" in r):
+            continue
+        per_layer = r.get("per_layer") or []
+        for d in sorted(set(depths)):
+            if not d < r["depth"] <= len(per_layer):
+                continue
+            rec = {k: v for k, v in r.items() if k not in ("val", "test", "epochs", "seconds", "per_layer")}
+            rec.update(depth=d, val=per_layer[d - 1]["valid"], test=per_layer[d - 1]["test"],
+                       per_layer=per_layer[:d], derived_from_depth=r["depth"])
+            if key_of(rec) not in have:
+                have.add(key_of(rec))
+                new.append(rec)
+    return new
+
+
 def node_part(args: argparse.Namespace) -> None:
     from gnnsys.datasets import load_dataset
 
     out = Path(args.out)
+    prefix = args.greedy_prefix and args.sampler == "full"
+
+    def derive() -> None:
+        for rec in prefix_records(load_records(out), args.depths) if prefix else []:
+            save_record(out, rec)
+
+    derive()
     done = {key_of(r) for r in load_records(out)}
     for name in args.datasets:
         ds = load_dataset(name, root=args.data_root)
@@ -139,6 +176,8 @@ def node_part(args: argparse.Namespace) -> None:
                                 rec["vn_edges"] = vn_edges
                             if key_of(rec) in done:
                                 continue
+                            if prefix and method in GREEDY and depth < max(args.depths):
+                                continue  # read off the deepest run's per-layer results
                             cfg = run_config(args, "node", method, layer, depth, seed, protocol, name)
                             if method == "backprop":
                                 rec["input"] = args.bp_input
@@ -146,6 +185,7 @@ def node_part(args: argparse.Namespace) -> None:
                             save_record(out, rec)
                             print(f"{name} {layer} x{depth} {protocol} seed {seed} {method}: "
                                   f"val {rec['val']:.4f} test {rec['test']:.4f} ({rec['seconds']:.0f}s)", flush=True)
+                            derive()
 
 
 def link_dataset(name: str, root: str | None, seed: int, l2: bool = False) -> Any:
@@ -417,6 +457,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
       help="backprop's node features: l2 (row-L2-normalized, the input the forward variants see; default) "
            "or raw (the loader's row-sum-normalized features)")
     a("--timesteps", type=int, default=10)
+    a("--greedy-prefix", action=argparse.BooleanOptionalAction, default=True,
+      help="greedy variants (sf, ff-la, ff-vn) on full batches: train only the deepest of --depths "
+           "and read the shallower depths off its per-layer results (default; identical numbers)")
     a("--eval-every-topdown", type=int, default=5)
     a("--sampler", default="full")
     a("--link-datasets", nargs="+", default=["cora", "ogbl-ddi"])

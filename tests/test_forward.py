@@ -297,6 +297,41 @@ def test_virtual_node_links_default_per_variant(sbm, monkeypatch):
     assert seen and set(seen) == {"to-vn"}
 
 
+@pytest.mark.parametrize("variant", ["sf", "ff-la", "ff-vn"])
+def test_greedy_depth_prefix(sbm, variant):
+    """A greedy depth-1 run is the first layer of a depth-3 run, bit for bit (with dropout):
+    the experiment script reads shallow depths off deep runs on this basis."""
+    from gnnsys.api import seed_everything
+
+    kw = dict(seed=3, dropout=0.5, hidden=16, epochs=12, patience=4)
+    seed_everything(3)
+    one = ForwardTrainer(cfg(variant, layers=1, **kw)).run(sbm)
+    seed_everything(3)
+    three = ForwardTrainer(cfg(variant, layers=3, **kw)).run(sbm)
+    assert len(three["per_layer"]) == 3
+    assert one["per_layer"] == three["per_layer"][:1]
+    assert (one["val"], one["test"]) == (three["per_layer"][0]["valid"], three["per_layer"][0]["test"])
+    assert (three["val"], three["test"]) == (three["per_layer"][2]["valid"], three["per_layer"][2]["test"])
+
+
+def test_prefix_records_read_shallow_depths_off_deep_runs():
+    from gnnsys.experiments.forwardgnn import key_of, prefix_records
+
+    per_layer = [{"layer": i, "best_epoch": 3, "valid": 0.5 + i / 10, "test": 0.4 + i / 10} for i in range(3)]
+    deep = dict(part="node", dataset="cora", layer="gcn", depth=3, method="ff-la", protocol="random", seed=0,
+                sampler="full", val=0.7, test=0.6, epochs=9, seconds=1.0, per_layer=per_layer)
+    bp = {**deep, "method": "backprop"}
+    measured_one = {**deep, "depth": 1, "test": 0.45, "per_layer": per_layer[:1]}
+    new = prefix_records([deep, bp, measured_one], [1, 2, 3])
+    assert [(r["method"], r["depth"]) for r in new] == [("ff-la", 2)]  # depth 1 measured; backprop never
+    r = new[0]
+    assert (r["val"], r["test"], r["derived_from_depth"], r["per_layer"]) == (0.6, 0.5, 3, per_layer[:2])
+    assert prefix_records([deep, bp, measured_one, *new], [1, 2, 3]) == []
+    saint = {**deep, "sampler": "saint-rw"}
+    assert prefix_records([saint], [1, 2]) == []
+    assert key_of(r)[3] == 2
+
+
 def test_one_way_virtual_nodes_refused_for_ff_vn(sbm):
     with pytest.raises(ConfigError, match="does not fit ff-vn"):
         ForwardTrainer(cfg("ff-vn", forward_vn_edges="to-vn")).run(sbm)
