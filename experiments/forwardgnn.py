@@ -188,15 +188,13 @@ def node_part(args: argparse.Namespace) -> None:
                             derive()
 
 
-def link_dataset(name: str, root: str | None, seed: int, l2: bool = False) -> Any:
-    """The link split of ``name`` (``l2``: with row-L2-normalized node features)."""
+def link_dataset(name: str, root: str | None, seed: int) -> Any:
     from gnnsys.datasets import load_dataset
     from gnnsys.datasets.splits import link_split
 
     if name.startswith("ogbl"):
         return load_dataset(name, root=root)
-    ds = load_dataset(name, root=root)
-    return link_split(l2_input(ds) if l2 else ds, val=0.05, test=0.1, seed=seed)
+    return link_split(load_dataset(name, root=root), val=0.05, test=0.1, seed=seed)
 
 
 def link_part(args: argparse.Namespace) -> None:
@@ -207,8 +205,7 @@ def link_part(args: argparse.Namespace) -> None:
         for seed in seeds:
             ds = link_dataset(name, args.data_root, seed)
             # backprop sees the input the forward layers see (ogbl-ddi has no features)
-            ds_bp = link_dataset(name, args.data_root, seed, l2=True) \
-                if args.bp_input == "l2" and not name.startswith("ogbl") else ds
+            ds_bp = l2_input(ds) if args.bp_input == "l2" and not name.startswith("ogbl") else ds
             for layer in args.link_layers:
                 for depth in args.link_depths:
                     for method in args.methods:
