@@ -58,7 +58,8 @@ def planetoid(args: argparse.Namespace) -> dict[str, Any]:
             accs, t0 = [], time.perf_counter()
             for seed in args.seeds:
                 cfg = TrainConfig(dataset=ds, sampler=sampler, seed=seed, quiet=True, epochs=args.epochs,
-                                  data_root=args.data_root, device=args.device, saint_budget=args.budget)
+                                  data_root=args.data_root, device=args.device, saint_budget=args.budget,
+                                  saint_unseen_edges=args.unseen_edges)
                 accs.append(train(cfg)["test"])
             out[ds][sampler] = {"test": accs, "mean": statistics.mean(accs),
                                 "seconds": time.perf_counter() - t0}
@@ -162,6 +163,7 @@ def ddi(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         cfg = TrainConfig(dataset="ogbl-ddi", sampler=sampler, epochs=epochs, seed=args.seed, quiet=True,
                           data_root=args.data_root, device=args.device, saint_budget=args.edge_budget,
+                          saint_coverage=args.coverage, saint_unseen_edges=args.unseen_edges,
                           eval_every=args.eval_every if full else args.saint_eval_every or args.eval_every,
                           patience=args.patience if full else args.saint_patience)
         r = train(cfg)
@@ -207,6 +209,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--saint-eval-every", type=int, default=None, help="default: --eval-every")
     c.add_argument("--saint-patience", type=int, default=None, help="saint-edge patience in epochs (default: none)")
     c.add_argument("--no-full", action="store_true", help="skip the full-graph run")
+    c.add_argument("--coverage", type=float, default=50.0, help="saint-edge pre-sampling coverage")
+    for q in (a, c):
+        q.add_argument("--unseen-edges", choices=("clip", "once"), default="clip",
+                       help="weight of edges pre-sampling never saw (clip: the original's 1e4)")
     for q in (a, b, c):
         q.add_argument("--device", default="cpu")
         q.add_argument("--data-root", default=None)

@@ -49,6 +49,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--saint-coverage", type=float, default=None)
     a("--saint-graph", choices=("train", "full"), default=None)
     a("--saint-norm-cache", default=None, help="file to save/load GraphSAINT normalization statistics")
+    a("--saint-unseen-edges", choices=("clip", "once"), default=None,
+      help="weight of an edge never seen in pre-sampling: clip (the original's 1e4) or once (counted once)")
     a("--num-workers", type=int, default=None, help="DataLoader worker processes for subgraph sampling")
     a("--forward-variant", default=None,
       help="ForwardGNN variant: ff-la, ff-vn, sf, sf-top2input, sf-top2loss (node); "

@@ -74,6 +74,7 @@ class TrainConfig:
     saint_coverage: float = 50.0
     saint_graph: str | None = None  # "train" (inductive) or "full" (transductive); None: per dataset
     saint_norm_cache: str | None = None  # file to save/load the normalization statistics
+    saint_unseen_edges: str = "clip"  # edges unseen in pre-sampling: "clip" (original, 1e4) or "once" (C_v)
     num_workers: int = 0
     # ForwardGNN
     forward_variant: str | None = None

@@ -64,7 +64,7 @@ def build_saint_sampler(dataset: Dataset, config: TrainConfig, device: Any = "cp
         raise ConfigError(f"--saint-graph must be 'train' or 'full', not {mode!r}")
     g = dataset.graph
     kw: dict[str, Any] = dict(seed=config.seed, graph_mode=mode, features=dataset.features,
-                              device=device)
+                              device=device, unseen_edges=config.saint_unseen_edges)
     if dataset.task == "node":
         train = dataset.split["train"]
         kw["labels"] = dataset.labels

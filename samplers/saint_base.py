@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,13 +25,14 @@ import numpy as np
 import torch
 from gnnsys.samplers.full import draw_non_edges
 from gnnsys.samplers.saint_induce import GroupInducer, Induced, OrientedAdjacency
-from gnnsys.samplers.saint_norm import SaintMiniBatch, SaintStatistics
+from gnnsys.samplers.saint_norm import AGGR_CLIP, UNSEEN_EDGE_MODES, SaintMiniBatch, SaintStatistics
 from torch.utils.data import IterableDataset, get_worker_info
 
 from gnnsys.errors import ConfigError, GraphError
 from gnnsys.graph import Graph
 
 GRAPH_MODES = ("train", "full")
+UNSEEN_WARN_RATE = 0.01  # expected unseen edges per later subgraph above which "clip" warns
 _MASK64 = (1 << 64) - 1
 
 
@@ -72,6 +74,10 @@ class SaintSampler(IterableDataset):
         aggr_norm: ``"graph"`` (original: normalize by the sampling-graph degree, batches are
             ``SaintMiniBatch``) or ``"subgraph"`` (plain ``MiniBatch``: layers normalize by the
             subgraph's weighted degree).
+        unseen_edges: weight of an edge that pre-sampling never saw (``C_uv = 0 < C_v``):
+            ``"clip"`` (the original: ``1e4``) or ``"once"`` (counted as seen once: ``C_v``).
+            With ``"clip"`` a warning says when later subgraphs are expected to hold such
+            edges (see ``saint_norm``).
         cache_limit_bytes: memory for keeping pre-sampled subgraphs.
         num_threads: CPU threads drawing/inducing a group in parallel (default: usable cores).
         backend: ``"auto"`` (numpy + numba kernels on CPU, torch elsewhere) or ``"torch"``
@@ -94,6 +100,7 @@ class SaintSampler(IterableDataset):
         device: torch.device | str | None = None,
         group_size: int = 8,
         aggr_norm: str = "graph",
+        unseen_edges: str = "clip",
         cache_limit_bytes: int = 512 << 20,
         num_threads: int | None = None,
         backend: str = "auto",
@@ -105,6 +112,8 @@ class SaintSampler(IterableDataset):
             raise ConfigError(f"graph_mode must be one of {GRAPH_MODES}, not {graph_mode!r}")
         if aggr_norm not in ("graph", "subgraph"):
             raise ConfigError(f"aggr_norm must be 'graph' or 'subgraph', not {aggr_norm!r}")
+        if unseen_edges not in UNSEEN_EDGE_MODES:
+            raise ConfigError(f"unseen_edges must be one of {UNSEEN_EDGE_MODES}, not {unseen_edges!r}")
         if num_subgraphs is not None and num_subgraphs < 1:
             raise ConfigError(f"num_subgraphs must be >= 1, got {num_subgraphs}")
         if group_size < 1:
@@ -118,7 +127,7 @@ class SaintSampler(IterableDataset):
         self._use_numpy = self.device.type == "cpu" and backend == "auto"
         self.backend = backend
         self.seed, self.graph_mode = int(seed), graph_mode
-        self.group_size, self.aggr_norm = group_size, aggr_norm
+        self.group_size, self.aggr_norm, self.unseen_edges = group_size, aggr_norm, unseen_edges
         self.cache_limit_bytes = cache_limit_bytes
         self.num_threads = int(num_threads) if num_threads else (len(os.sched_getaffinity(0))
                                                                 if hasattr(os, "sched_getaffinity")
@@ -398,7 +407,15 @@ class SaintSampler(IterableDataset):
         self.stats = stats
         stats.node_count = stats.node_count.to(self.device)
         stats.edge_count = stats.edge_count.to(self.device)
-        self._edge_norm = stats.edge_norm(self.edge_dst)
+        self._edge_norm = stats.edge_norm(self.edge_dst, self.unseen_edges)
+        rate = stats.unseen_edge_rate()
+        if self.unseen_edges == "clip" and rate >= UNSEEN_WARN_RATE:
+            warnings.warn(
+                f"{type(self).__name__}: a later subgraph is expected to hold {rate:.2g} edge(s) that "
+                f"pre-sampling never saw ({stats.num_subgraphs} subgraphs; Good-Turing estimate). Such an "
+                f"edge gets the original GraphSAINT's clipped weight {AGGR_CLIP:g}, which can blow up a "
+                "training step. Raise the coverage (--saint-coverage) or the budget, or count unseen "
+                "edges as seen once (--saint-unseen-edges once).", stacklevel=3)
         self._loss_norm = stats.loss_norm(self.train_mask)
         if stats.num_subgraphs and stats.train_nodes_sampled:
             self._mean_train = stats.train_nodes_sampled / stats.num_subgraphs

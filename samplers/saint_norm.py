@@ -13,6 +13,15 @@ The original then normalizes the weighted subgraph adjacency by each node's degr
 (``norm_degree``) and builds its propagation operators with it, so that for every layer norm
 (``sum`` / ``mean`` / ``gcn``) the subgraph operator is an unbiased estimate of the operator of
 the sampling graph.
+
+Edges never seen in pre-sampling. An edge with ``C_uv = 0`` but ``C_v > 0`` gets the clip,
+``1e4``, in the original: when such an edge turns up in a later subgraph, its message is
+about ten thousand times a normal one and the training step blows up. How often that
+happens is estimated from the counts alone (Good-Turing): a later subgraph holds on average
+about ``n_1 / N`` such edges, ``n_1`` the number of edges counted exactly once
+(``SaintStatistics.unseen_edge_rate``). ``unseen="once"`` counts an unseen edge as seen
+once (weight ``C_v``, the largest weight a seen edge of ``v`` can have) instead; the
+default, ``"clip"``, is the original.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from gnnsys.sparse import NORMS, propagation_matrix
 AGGR_CLIP = 1e4
 ZERO_COUNT = 0.1
 STATS_VERSION = 1
+UNSEEN_EDGE_MODES = ("clip", "once")
 
 
 @dataclass
@@ -95,12 +105,25 @@ class SaintStatistics:
         self.edge_count.index_add_(0, edge_ids, torch.ones_like(edge_ids, dtype=torch.int32))
         self.num_subgraphs += 1
 
-    def edge_norm(self, edge_dst: torch.Tensor) -> torch.Tensor:
+    def edge_norm(self, edge_dst: torch.Tensor, unseen: str = "clip") -> torch.Tensor:
         """``clip(C_v / C_uv, 0, 1e4)`` per global edge (``edge_dst`` = aggregating node
-        ``v`` of each edge), ``0.1`` where both counts are 0."""
+        ``v`` of each edge), ``0.1`` where both counts are 0. ``unseen="once"``: an edge with
+        ``C_uv = 0 < C_v`` counts as seen once (weight ``C_v``) instead of getting the clip."""
+        if unseen not in UNSEEN_EDGE_MODES:
+            raise ConfigError(f"unseen-edge handling must be one of {UNSEEN_EDGE_MODES}, not {unseen!r}")
         cv = self.node_count.float()[edge_dst]  # counts < 2**24: exact in float32
-        val = cv.div_(self.edge_count.float()).clamp_(0.0, AGGR_CLIP)
+        cuv = self.edge_count.float()
+        if unseen == "once":
+            cuv = torch.where((cuv == 0) & (cv > 0), torch.ones_like(cuv), cuv)
+        val = cv.div_(cuv).clamp_(0.0, AGGR_CLIP)
         return val.masked_fill_(torch.isnan(val), ZERO_COUNT)
+
+    def unseen_edge_rate(self) -> float:
+        """Expected number of edges in a later subgraph that pre-sampling never saw (the
+        Good-Turing estimate ``n_1 / N``: edges counted exactly once, over subgraphs)."""
+        if self.num_subgraphs == 0:
+            return 0.0
+        return int((self.edge_count == 1).sum()) / self.num_subgraphs
 
     def loss_norm(self, train_mask: torch.Tensor) -> torch.Tensor:
         """``N / (C_v * |V_train|)`` for training nodes (``C_v = 0`` read as 0.1), 0 elsewhere."""
