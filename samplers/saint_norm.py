@@ -15,10 +15,11 @@ The original then normalizes the weighted subgraph adjacency by each node's degr
 the sampling graph.
 
 Edges never seen in pre-sampling. An edge with ``C_uv = 0`` but ``C_v > 0`` gets the clip,
-``1e4``, in the original: when such an edge turns up in a later subgraph, its message is
-about ten thousand times a normal one and the training step blows up. How often that
-happens is estimated from the counts alone (Good-Turing): a later subgraph holds on average
-about ``n_1 / N`` such edges, ``n_1`` the number of edges counted exactly once
+``1e4``, in the original: when such an edge turns up in a later subgraph, its message
+weighs hundreds to thousands of times a seen one and the training step can blow up. How
+often that happens is estimated from the counts alone (Good-Turing): a later subgraph holds
+on average about ``n_1 / N`` edges that pre-sampling never saw (an upper bound for those with
+``C_v > 0``), ``n_1`` the number of edges counted exactly once
 (``SaintStatistics.unseen_edge_rate``). ``unseen="once"`` counts an unseen edge as seen
 once (weight ``C_v``, the largest weight a seen edge of ``v`` can have) instead; the
 default, ``"clip"``, is the original.
