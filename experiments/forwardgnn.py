@@ -68,6 +68,14 @@ def save_record(path: Path, rec: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def sampler_label(args: argparse.Namespace) -> str:
+    """The ``sampler`` a record names: ``--sampler``, marked when unseen GraphSAINT edges
+    are counted once (so those runs get their own rows)."""
+    if args.sampler != "full" and args.saint_unseen_edges == "once":
+        return f"{args.sampler} (unseen once)"
+    return args.sampler
+
+
 def key_of(rec: dict[str, Any]) -> tuple:
     base = tuple(rec.get(k, "full" if k == "sampler" else None)
                  for k in ("part", "dataset", "layer", "depth", "method", "protocol", "seed", "sampler"))
@@ -87,6 +95,7 @@ def run_config(args: argparse.Namespace, part: str, method: str, layer: str, dep
         lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs, patience=args.patience,
         eval_every=args.eval_every_topdown if method in TOPDOWN else 1,
         forward_timesteps=args.timesteps, sampler=args.sampler, device=args.device,
+        saint_unseen_edges=args.saint_unseen_edges,
     )
     if part == "node":
         kw.update(dataset=name, split=protocol, dropout=args.dropout)
@@ -168,7 +177,7 @@ def node_part(args: argparse.Namespace) -> None:
                             continue
                         for seed in seeds:
                             rec = dict(part="node", dataset=name, layer=layer, depth=depth, method=method,
-                                       protocol=protocol, seed=seed, sampler=args.sampler)
+                                       protocol=protocol, seed=seed, sampler=sampler_label(args))
                             if layer == "gat":
                                 rec["heads"] = args.gat_heads
                             vn_edges = args.vn_edges or default_vn_edges(method)
@@ -213,7 +222,7 @@ def link_part(args: argparse.Namespace) -> None:
                             continue
                         rec = dict(part="link", dataset=name, layer=layer, depth=depth, method=method,
                                    protocol="official" if name.startswith("ogbl") else "85/5/10", seed=seed,
-                                   sampler=args.sampler)
+                                   sampler=sampler_label(args))
                         if key_of(rec) in done:
                             continue
                         cfg = run_config(args, "link", method, layer, depth, seed, "link", name)
@@ -459,6 +468,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
            "and read the shallower depths off its per-layer results (default; identical numbers)")
     a("--eval-every-topdown", type=int, default=5)
     a("--sampler", default="full")
+    a("--saint-unseen-edges", choices=("clip", "once"), default="clip",
+      help="GraphSAINT: weight of edges pre-sampling never saw (clip: the original's 1e4; once: C_v)")
     a("--link-datasets", nargs="+", default=["cora", "ogbl-ddi"])
     a("--link-layers", nargs="+", default=["sage"])
     a("--link-depths", nargs="+", type=int, default=[2])
