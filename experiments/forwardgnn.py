@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from gnnsys.config import VN_EDGE_DIRECTIONS, default_vn_edges
+from gnnsys.config import SAINT_UNSEEN_EDGES, VN_EDGE_DIRECTIONS, default_vn_edges
 
 NODE_METHODS = ("backprop", "sf", "ff-la", "ff-vn", "sf-top2input", "sf-top2loss")
 LINK_METHODS = ("backprop", "forward-ce", "forward-ff", "top-down")
@@ -468,7 +468,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
            "and read the shallower depths off its per-layer results (default; identical numbers)")
     a("--eval-every-topdown", type=int, default=5)
     a("--sampler", default="full")
-    a("--saint-unseen-edges", choices=("clip", "once"), default="clip",
+    a("--saint-unseen-edges", choices=SAINT_UNSEEN_EDGES, default="clip",
       help="GraphSAINT: weight of edges pre-sampling never saw (clip: the original's 1e4; once: C_v)")
     a("--link-datasets", nargs="+", default=["cora", "ogbl-ddi"])
     a("--link-layers", nargs="+", default=["sage"])

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from gnnsys.config import TrainConfig
+from gnnsys.config import SAINT_UNSEEN_EDGES, TrainConfig
 
 SAMPLERS = ("saint-node", "saint-edge", "saint-rw", "saint-mrw")
 
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--no-full", action="store_true", help="skip the full-graph run")
     c.add_argument("--coverage", type=float, default=50.0, help="saint-edge pre-sampling coverage")
     for q in (a, c):
-        q.add_argument("--unseen-edges", choices=("clip", "once"), default="clip",
+        q.add_argument("--unseen-edges", choices=SAINT_UNSEEN_EDGES, default="clip",
                        help="weight of edges pre-sampling never saw (clip: the original's 1e4)")
     for q in (a, b, c):
         q.add_argument("--device", default="cpu")

@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import fields
 
-from gnnsys.config import INITS, SAMPLERS, TRAINERS, VN_EDGE_DIRECTIONS, TrainConfig
+from gnnsys.config import INITS, SAINT_UNSEEN_EDGES, SAMPLERS, TRAINERS, VN_EDGE_DIRECTIONS, TrainConfig
 from gnnsys.errors import GnnsysError
 
 
@@ -49,7 +49,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--saint-coverage", type=float, default=None)
     a("--saint-graph", choices=("train", "full"), default=None)
     a("--saint-norm-cache", default=None, help="file to save/load GraphSAINT normalization statistics")
-    a("--saint-unseen-edges", choices=("clip", "once"), default=None,
+    a("--saint-unseen-edges", choices=SAINT_UNSEEN_EDGES, default=None,
       help="weight of an edge never seen in pre-sampling: clip (the original's 1e4) or once (counted once)")
     a("--num-workers", type=int, default=None, help="DataLoader worker processes for subgraph sampling")
     a("--forward-variant", default=None,

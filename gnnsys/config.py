@@ -16,6 +16,8 @@ NODE_FORWARD_VARIANTS = ("ff-la", "ff-vn", "sf", "sf-top2input", "sf-top2loss")
 LINK_FORWARD_VARIANTS = ("forward-ce", "forward-ff", "top-down")
 #: Class virtual-node links of the ForwardGNN variants: both ways, or member -> class node only.
 VN_EDGE_DIRECTIONS = ("both", "to-vn")
+#: GraphSAINT edges pre-sampling never saw: the original's clipped weight 1e4, or counted once (C_v).
+SAINT_UNSEEN_EDGES = ("clip", "once")
 
 
 def default_vn_edges(variant: str) -> str:
@@ -106,6 +108,9 @@ class TrainConfig:
                                   f"{NODE_FORWARD_VARIANTS}, link tasks {LINK_FORWARD_VARIANTS}")
         if self.forward_vn_edges is not None and self.forward_vn_edges not in VN_EDGE_DIRECTIONS:
             raise ConfigError(f"--forward-vn-edges must be one of {VN_EDGE_DIRECTIONS}, not {self.forward_vn_edges!r}")
+        if self.saint_unseen_edges not in SAINT_UNSEEN_EDGES:
+            raise ConfigError(f"--saint-unseen-edges must be one of {SAINT_UNSEEN_EDGES}, "
+                              f"not {self.saint_unseen_edges!r}")
         if self.select_by not in ("metric", "loss"):
             raise ConfigError(f"select_by must be 'metric' or 'loss', not {self.select_by!r}")
         if self.split not in ("public", "random"):

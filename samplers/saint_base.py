@@ -408,8 +408,8 @@ class SaintSampler(IterableDataset):
         stats.node_count = stats.node_count.to(self.device)
         stats.edge_count = stats.edge_count.to(self.device)
         self._edge_norm = stats.edge_norm(self.edge_dst, self.unseen_edges)
-        rate = stats.unseen_edge_rate()
-        if self.unseen_edges == "clip" and rate >= UNSEEN_WARN_RATE:
+        rate = stats.unseen_edge_rate() if self.unseen_edges == "clip" else 0.0  # only the clip warns
+        if rate >= UNSEEN_WARN_RATE:
             warnings.warn(
                 f"{type(self).__name__}: a later subgraph is expected to hold {rate:.2g} edge(s) that "
                 f"pre-sampling never saw ({stats.num_subgraphs} subgraphs; Good-Turing estimate). Such an "

@@ -35,13 +35,14 @@ from typing import Any
 import torch
 
 from gnnsys.batch import MiniBatch
+from gnnsys.config import SAINT_UNSEEN_EDGES
 from gnnsys.errors import ConfigError
 from gnnsys.sparse import NORMS, propagation_matrix
 
 AGGR_CLIP = 1e4
 ZERO_COUNT = 0.1
 STATS_VERSION = 1
-UNSEEN_EDGE_MODES = ("clip", "once")
+UNSEEN_EDGE_MODES = SAINT_UNSEEN_EDGES
 
 
 @dataclass

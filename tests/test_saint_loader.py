@@ -44,6 +44,8 @@ def test_config_budgets_and_graph_mode(sbm):
     assert s.unseen_edges == "clip"  # the original's handling by default
     s = make_saint_loader(sbm, TrainConfig(sampler="saint-edge", saint_unseen_edges="once", saint_coverage=2))
     assert s.unseen_edges == "once"
+    with pytest.raises(ConfigError, match="saint-unseen-edges"):
+        TrainConfig(sampler="saint-edge", saint_unseen_edges="zero").validate()
     assert default_budgets("saint-node", 10**6, 10**6) == {"budget": 8000}
     assert default_budgets("saint-rw", 10**6, 10**6) == {"num_roots": 3000}
     with pytest.raises(ConfigError, match="saint-graph"):
