@@ -85,12 +85,38 @@ def _with_split(dataset: Dataset, split: dict[str, torch.Tensor]) -> Dataset:
     return replace(dataset, split=split)
 
 
+def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor] | None = None,
+                       sampler: Any = None) -> Dataset:
+    """``dataset`` reading its features through the store ``cfg.features`` names: the loader's
+    own (``"memory"``) or a ``TieredFeatureStore`` whose cache tier holds ``cfg.cache_fraction``
+    of the rows on ``cfg.cache_device``, placed by ``cfg.cache_policy`` from the graph, the
+    training nodes and, with a GraphSAINT ``sampler``, its pre-sampling counts ``C_v``."""
+    if cfg.features == "memory" or dataset.features is None:
+        return dataset
+    from dataclasses import replace
+
+    from gnnsys.config import DEFAULT_CACHE_POLICY
+    from gnnsys.storage import build_feature_store
+
+    sampler = getattr(sampler, "sampler", sampler)  # a SaintLoader's sampler
+    stats = getattr(sampler, "stats", None)
+    train_nodes = (split or dataset.split).get("train") if dataset.task == "node" else None
+    options = {} if cfg.cache_window is None else {"window": cfg.cache_window}
+    cache_device = cfg.cache_device or (cfg.device if cfg.device.startswith("cuda") else "cpu")
+    store = build_feature_store(
+        dataset.features, kind=cfg.features, cache_fraction=cfg.cache_fraction,
+        cache_policy=cfg.cache_policy or DEFAULT_CACHE_POLICY, cache_device=cache_device, graph=dataset.graph,
+        train_nodes=train_nodes, saint_counts=None if stats is None else stats.node_count.cpu(), **options)
+    return replace(dataset, features=store)
+
+
 def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> dict[str, Any]:
     seed_everything(cfg.seed)
     if cfg.trainer == "forward":
         from gnnsys.trainers.forward import ForwardTrainer
 
-        return ForwardTrainer(cfg).run(_with_split(dataset, split) if split is not dataset.split else dataset)
+        dataset = _with_split(dataset, split) if split is not dataset.split else dataset
+        return ForwardTrainer(cfg).run(with_feature_store(dataset, cfg, split))
     if cfg.trainer == "pipe":
         raise ConfigError("the 'pipe' trainer (GNNPipe) is not available in this version; "
                           "use --trainer backprop or forward")
@@ -99,8 +125,12 @@ def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]
     model = model_for(dataset, cfg)
     initialize(model, dataset, cfg)
     loader = make_loader(dataset, cfg, split)
+    dataset = with_feature_store(dataset, cfg, split, loader)
     hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split)
-    return hist.to_dict()
+    out = hist.to_dict()
+    if cfg.features != "memory" and dataset.features is not None:
+        out["feature_store"] = dataset.features.stats()
+    return out
 
 
 def train(config: TrainConfig | None = None, data: Dataset | None = None, **overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,16 @@ import json
 import sys
 from dataclasses import fields
 
-from gnnsys.config import INITS, SAINT_UNSEEN_EDGES, SAMPLERS, TRAINERS, VN_EDGE_DIRECTIONS, TrainConfig
+from gnnsys.config import (
+    CACHE_POLICIES,
+    FEATURE_KINDS,
+    INITS,
+    SAINT_UNSEEN_EDGES,
+    SAMPLERS,
+    TRAINERS,
+    VN_EDGE_DIRECTIONS,
+    TrainConfig,
+)
 from gnnsys.errors import GnnsysError
 
 
@@ -52,6 +61,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--saint-unseen-edges", choices=SAINT_UNSEEN_EDGES, default=None,
       help="weight of an edge never seen in pre-sampling: clip (the original's 1e4) or once (counted once)")
     a("--num-workers", type=int, default=None, help="DataLoader worker processes for subgraph sampling")
+    a("--features", choices=FEATURE_KINDS, default=None,
+      help="where node features are read from: memory (default) or tiered (a cache tier in front of the host tier)")
+    a("--cache-fraction", type=float, default=None, help="tiered: share of the rows the cache tier holds (default 0.1)")
+    a("--cache-policy", choices=CACHE_POLICIES, default=None,
+      help="tiered: what the cache keeps (default planned: Belady inside a window of batches sampled ahead)")
+    a("--cache-device", default=None, help="tiered: cpu or cuda[:i] (default: the compute device)")
+    a("--cache-window", type=int, default=None, help="tiered, planned policy: batches seen ahead")
+    a("--prefetch", type=int, default=None,
+      help="batches the loading pipeline prepares ahead in a worker thread (0: off; default: on for "
+           "GraphSAINT sampling and for features off the compute device)")
     a("--forward-variant", default=None,
       help="ForwardGNN variant: ff-la, ff-vn, sf, sf-top2input, sf-top2loss (node); "
            "forward-ce, forward-ff, top-down (link)")

@@ -18,6 +18,13 @@ LINK_FORWARD_VARIANTS = ("forward-ce", "forward-ff", "top-down")
 VN_EDGE_DIRECTIONS = ("both", "to-vn")
 #: GraphSAINT edges pre-sampling never saw: the original's clipped weight 1e4, or counted once (C_v).
 SAINT_UNSEEN_EDGES = ("clip", "once")
+#: Where training reads node features from (``gnnsys.storage.build_feature_store``).
+FEATURE_KINDS = ("memory", "tiered")
+#: Cache policies of the tiered store that training can use (``gnnsys.storage.CACHE_POLICIES``; the
+#: oracles ``belady`` and ``best-static`` need the whole trace and serve the cache benchmark only).
+CACHE_POLICIES = ("static-degree", "static-pagerank", "static-saint", "lru", "s3fifo", "hybrid", "planned")
+#: The tiered store's policy when none is named: Belady inside a window of batches sampled ahead.
+DEFAULT_CACHE_POLICY = "planned"
 
 
 def default_vn_edges(variant: str) -> str:
@@ -80,6 +87,14 @@ class TrainConfig:
     num_workers: int = 0
     # loading pipeline: batches prepared ahead in a worker thread (None: on when it pays, 0: off)
     prefetch: int | None = None
+    # feature store: "memory" (the loader's) or "tiered" (a cache tier in front of the host
+    # tier); the cache holds cache_fraction of the rows, placed by cache_policy, on cache_device
+    # (None: the compute device); cache_window: batches the planned cache sees ahead
+    features: str = "memory"
+    cache_fraction: float = 0.1
+    cache_policy: str | None = None
+    cache_device: str | None = None
+    cache_window: int | None = None
     # ForwardGNN
     forward_variant: str | None = None
     forward_tau: float | None = None
@@ -125,6 +140,16 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.features not in FEATURE_KINDS:
+            raise ConfigError(f"--features must be one of {FEATURE_KINDS}, not {self.features!r}")
+        if not 0 <= self.cache_fraction <= 1:
+            raise ConfigError(f"--cache-fraction must be a fraction of the rows in [0, 1], got {self.cache_fraction}")
+        if self.cache_policy is not None and self.cache_policy not in CACHE_POLICIES:
+            raise ConfigError(f"unknown --cache-policy {self.cache_policy!r}; choose one of {CACHE_POLICIES}")
+        if self.cache_window is not None and self.cache_window < 1:
+            raise ConfigError(f"--cache-window must be >= 1 batch, got {self.cache_window}")
+        if self.features == "memory" and (self.cache_policy or self.cache_device or self.cache_window):
+            raise ConfigError("--cache-policy, --cache-device and --cache-window need --features tiered")
         if self.prefetch is not None and self.prefetch < 0:
             raise ConfigError(f"--prefetch must be >= 0 batches (0 turns it off), got {self.prefetch}")
         if self.grad_clip is not None and not self.grad_clip > 0:
