@@ -135,14 +135,18 @@ def _child(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple
         result = fn(*args)
         queue.put((rank, "ok", result))
     except GnnsysError as e:
-        queue.put((rank, type(e).__name__, str(e)))
-        shutdown()
-        os._exit(3)
+        _exit_with(queue, (rank, type(e).__name__, str(e)), 3)
     except BaseException as e:  # noqa: BLE001 - report anything, then exit non-zero
-        queue.put((rank, "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"))
-        shutdown()
-        os._exit(4)
+        _exit_with(queue, (rank, "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"), 4)
     shutdown()
+
+
+def _exit_with(queue: Any, report: tuple, code: int) -> None:
+    """Hand ``report`` to the parent, then leave at once (a broken process group may hang in teardown)."""
+    queue.put(report)
+    queue.close()
+    queue.join_thread()
+    os._exit(code)
 
 
 def _fate(code: int | None) -> str:
@@ -220,7 +224,7 @@ def spawn(fn: Callable[..., Any], args: tuple, world: int, cfg: TrainConfig) -> 
         if kinds == {"ConfigError"}:
             raise ConfigError(errors[min(errors)][1])
         order = sorted(errors, key=lambda r: (errors[r][0] != "died", r))
-        lines = [errors[r][1] if errors[r][0] in ("died", "hung") else f"rank {r}: {errors[r][1]}" for r in order]
+        lines = [errors[r][1] if errors[r][1].startswith(f"rank {r}") else f"rank {r}: {errors[r][1]}" for r in order]
         raise PipelineError("distributed run failed:\n  " + "\n  ".join(lines))
     if 0 not in results:  # pragma: no cover
         raise PipelineError("rank 0 returned no result")

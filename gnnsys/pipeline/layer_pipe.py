@@ -180,6 +180,7 @@ class LayerPipeTrainer:
                             (self.chunk_nodes[i].numel(), d_in), self.s - 1, f"chunk {i} (forward)")
                     for l in layers:
                         out = self._timed(self._forward_unit, i, l, True, enc)
+                    self._maybe_fault(i)
                     if not self.last:
                         comm.send(out, self.s + 1, f"chunk {i} (forward)")
             else:
@@ -191,6 +192,7 @@ class LayerPipeTrainer:
                 for l in layers:
                     for i in range(K):
                         outs[i] = self._timed(self._forward_unit, i, l, False, enc)
+                        self._maybe_fault(i)
                 if not self.last:
                     for i in range(K):
                         comm.send(outs[i], self.s + 1, f"chunk {i} (forward)")
@@ -231,6 +233,16 @@ class LayerPipeTrainer:
             self._smooth()
         return self.loss_total
 
+    def _maybe_fault(self, chunk: int) -> None:
+        """Testing hook: ``cfg.extra["pipe_fault"] = {"rank": r, "epoch": e}`` makes rank ``r``
+        SIGKILL itself in epoch ``e`` after its forward of chunk 0 (mid-epoch, mid-pipeline)."""
+        f = self.cfg.extra.get("pipe_fault")
+        if f and f.get("rank") == self.s and f.get("epoch") == self.epoch and chunk == 0:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _smooth(self) -> None:
         g = self.cfg.pipe_smoothing
         if self.S is None:
@@ -264,6 +276,7 @@ class LayerPipeTrainer:
         t_start = time.perf_counter()
         for epoch in range(1, c.epochs + 1):
             stale = c.pipe_stale and epoch > c.pipe_warmup
+            self.epoch = epoch
             s0, r0 = comm.snapshot()
             self.busy = 0.0
             t0 = time.perf_counter()
