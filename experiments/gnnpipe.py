@@ -17,7 +17,9 @@ Suites:
   gradient clipping) against single-process training, with the curves.
 - ``volume``: a generated power-law graph (``--nodes``, ``--degree``): bytes sent per training
   epoch counted at every send/recv, against the analytic count from chunk and halo sizes;
-  seconds per epoch; measured and ideal bubble; pipe vs graph-parallel vs single-process.
+  seconds per training epoch; measured and ideal bubble; pipe vs graph-parallel vs
+  single-process (timed as a 1-rank, 1-chunk exact run, which computes exactly what
+  single-process training does and records its training time the same way).
 - ``sf``: GNNPipe with ForwardGNN SF local losses (no backward half) beside backprop-GNNPipe.
 
 Every run is ``gnnsys.api.train`` (the spawned ranks are local processes, one torch thread
@@ -110,7 +112,7 @@ def suite_accuracy(args, records, out) -> None:
     for ds_name in args.datasets:
         data = load_dataset(ds_name, root=args.data_root)
         for L in args.layers:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 base = dict(MODEL, layers=L, epochs=args.epochs, seed=seed, threads_per_rank=args.threads)
                 run_one(records, out, "single", data, **base)
                 for P in args.stages:
@@ -131,7 +133,7 @@ def suite_aids(args, records, out) -> None:
     for ds_name in args.datasets:
         data = load_dataset(ds_name, root=args.data_root)
         for L in args.layers:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 base = dict(MODEL, layers=L, epochs=args.epochs, seed=seed, threads_per_rank=args.threads)
                 run_one(records, out, "single", data, **base)
                 run_one(records, out, "single+clip1.0", data, **base, grad_clip=1.0)
@@ -147,8 +149,8 @@ def suite_volume(args, records, out) -> None:
     for L in args.layers:
         base = dict(MODEL, layers=L, hidden=args.hidden, epochs=args.epochs, eval_every=10 ** 6, dropout=0.0,
                     init="kaiming", threads_per_rank=args.threads)
-        if not args.no_single:
-            run_one(records, out, "single", data, **base)
+        if not args.no_single:  # one rank, one chunk, exact: single-process training, timed like the others
+            run_one(records, out, "single", data, trainer="pipe", stages=1, chunks=1, **base)
         for P in args.stages:
             run_one(records, out, "pipe", data, trainer="pipe", stages=P, chunks=P * args.chunk_factor, **base)
             run_one(records, out, "graph-parallel", data, trainer="pipe", parallel="graph", stages=P, **base)
@@ -158,7 +160,7 @@ def suite_sf(args, records, out) -> None:
     for ds_name in args.datasets:
         data = load_dataset(ds_name, root=args.data_root)
         for L in args.layers:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 base = dict(MODEL, layers=L, epochs=args.epochs, seed=seed, threads_per_rank=args.threads)
                 for P in args.stages:
                     run_one(records, out, "pipe", data, trainer="pipe", stages=P, chunks=2 * P, **base)
@@ -184,13 +186,95 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _mean(xs: list[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def volume_table(records: list[dict[str, Any]]) -> str:
+    """Pipe vs graph-parallel per (layers, stages): bytes, ratio, check, time, bubble."""
+    single = {r["layers"]: r for r in records if r["method"] == "single"}
+    lines = ["| L | P | pipe bytes/epoch | graph-parallel bytes/epoch | GP / pipe | target | counted = analytic | "
+             "pipe s/epoch | GP s/epoch | single s/epoch | pipe bubble (ideal) |", "|" + "---|" * 11]
+    for r in records:
+        if r["method"] != "pipe":
+            continue
+        g = next((x for x in records if x["method"] == "graph-parallel" and x["layers"] == r["layers"]
+                  and x["stages"] == r["stages"]), None)
+        if g is None:
+            continue
+        target = 4 if r["layers"] <= 8 else 8
+        ratio = g["train_bytes"] / r["train_bytes"]
+        one = single.get(r["layers"])
+        lines.append(f"| {r['layers']} | {r['stages']} (K={r['chunks']}) | {r['train_bytes'] / 1e6:.1f} MB | "
+                     f"{g['train_bytes'] / 1e6:.1f} MB | **{ratio:.1f}x** | >= {target}x "
+                     f"{'met' if ratio >= target else 'MISSED'} | {r['bytes_match'] and g['bytes_match']} | "
+                     f"{r['epoch_s']:.2f} | {g['epoch_s']:.2f} | {one['epoch_s']:.2f} | "
+                     f"{r['bubble']:.2f} ({r['bubble_ideal']:.2f}) |" if one else "")
+    return "\n".join(x for x in lines if x)
+
+
+def accuracy_table(records: list[dict[str, Any]]) -> str:
+    """Mean test accuracy (best-validation epoch) per dataset, depth and method, over seeds."""
+    keys = sorted({(r["dataset"], r["layers"]) for r in records})
+    methods = []
+    for r in records:
+        m = r["method"] + (f" P={r['stages']}" if r["stages"] > 1 else "")
+        if m not in methods:
+            methods.append(m)
+    lines = ["| dataset | L | seeds | " + " | ".join(methods) + " |", "|" + "---|" * (3 + len(methods))]
+    for ds, L in keys:
+        rs = [r for r in records if r["dataset"] == ds and r["layers"] == L]
+        cells = []
+        base = _mean([r["test"] for r in rs if r["method"] == "single"])
+        for m in methods:
+            xs = [r["test"] for r in rs if r["method"] + (f" P={r['stages']}" if r["stages"] > 1 else "") == m]
+            if not xs:
+                cells.append("–")
+                continue
+            d = 100 * (_mean(xs) - base)
+            cells.append(f"{100 * _mean(xs):.1f}" + ("" if m == "single" or base != base else f" ({d:+.1f})"))
+        seeds = len({r["seed"] for r in rs})
+        lines.append(f"| {ds} | {L} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve_table(records: list[dict[str, Any]], at: tuple[int, ...] = (10, 25, 50, 100, 150, 200)) -> str:
+    """Validation accuracy at some epochs (the convergence curve), per run."""
+    lines = ["| run | P | " + " | ".join(f"val@{e}" for e in at) + " | test (best val) | test (last) |",
+             "|" + "---|" * (len(at) + 4)]
+    for r in records:
+        pts = {int(c[0]): c[1] for c in r["curve"]}
+        cells = [f"{100 * pts[e]:.1f}" if e in pts else "–" for e in at]
+        lines.append(f"| {r['method']} | {r['stages']} | " + " | ".join(cells) +
+                     f" | {100 * r['test']:.1f} | {100 * r['test_last']:.1f} |")
+    return "\n".join(lines)
+
+
+def report(paths: list[str]) -> str:
+    """Markdown tables of result files (by suite, recognized from their records)."""
+    out = []
+    for path in paths:
+        records = json.loads(Path(path).read_text())
+        out.append(f"### {Path(path).name}\n")
+        if any(r["dataset"] == "powerlaw" for r in records):
+            out.append(volume_table(records))
+        elif any(r["method"].startswith("pipe:") for r in records):
+            out.append(curve_table(records))
+        else:
+            out.append(accuracy_table(records))
+        out.append("\n" + table(records) + "\n")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--suite", choices=sorted(SUITES), required=True)
+    ap.add_argument("--suite", choices=sorted(SUITES))
+    ap.add_argument("--report", nargs="+", default=None, help="print the markdown tables of these result files")
     ap.add_argument("--datasets", default="cora,citeseer")
     ap.add_argument("--layers", default="8,16")
     ap.add_argument("--stages", default="2,4")
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="default: 200 (accuracy suites), 3 (volume)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     ap.add_argument("--nodes", type=int, default=200_000)
@@ -202,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.report:
+        print(report(args.report))
+        return 0
+    if args.suite is None:
+        ap.error("--suite is required (or --report FILES)")
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.layers = [int(x) for x in args.layers.split(",")]
     args.stages = [int(x) for x in args.stages.split(",")]

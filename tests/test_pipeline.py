@@ -89,13 +89,13 @@ def test_graph_parallel_two_ranks_equals_single_and_counts_bytes(cora):
 def test_stale_pipeline_converges_on_cora(cora):
     """4 stages, 8 chunks, historical embeddings every epoch: still learns Cora; the bubble is
     measured every epoch and the ideal GPipe bubble reported."""
-    kw = dict(SMALL, epochs=40, dropout=0.5, hidden=32, eval_every=5)
+    kw = dict(SMALL, epochs=30, dropout=0.5, hidden=32, eval_every=10)
     res = train(data=cora, trainer="pipe", stages=4, chunks=8, **kw)
     p = res["runs"][0]["pipe"]
-    assert p["stale_epochs"] == 40
+    assert p["stale_epochs"] == 30
     assert res["test"] > 0.70, res["test"]
     assert p["bubble_ideal"] == pytest.approx(3 / 11)
-    assert len(p["bubble"]) == 40 and all(0.0 <= b < 1.0 for b in p["bubble"])
+    assert len(p["bubble"]) == 30 and all(0.0 <= b < 1.0 for b in p["bubble"])
     widths = p["widths"]
     assert p["train_bytes"][-1] == pipe_train_bytes(cora.num_nodes, widths, p["stage_layers"])
     assert p["stage_layers"] == [[0, 1], [1, 2], [2, 3], [3, 4]]

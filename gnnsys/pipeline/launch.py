@@ -6,8 +6,12 @@
 - Without it, ``spawn`` hosts a ``TCPStore`` in the calling process (it outlives any rank, so
   the survivors can still read who failed) and starts ``stages`` processes with
   ``torch.multiprocessing`` (start method ``spawn``), the same environment torchrun would set.
-  The parent waits for them; when one dies it gives the others ``dist_timeout`` + 10 s to
-  exit with their own error, then ends the rest, and raises one error naming each rank's fate.
+  The parent waits for them; when one fails it gives the others ``dist_timeout`` + 10 s to
+  exit with their own error (the last live rank ``LONE_RANK_GRACE_S``: it cannot finish
+  alone), then ends the rest, and raises one error naming each rank's fate. A rank whose peer
+  dies fails at once (the connection closes); one whose peer hangs fails after
+  ``dist_timeout`` seconds (the process group's timeout). So no run outlives a failure by
+  more than ``dist_timeout`` + 10 s.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import torch.distributed as dist
 from gnnsys.config import TrainConfig
 from gnnsys.errors import ConfigError, GnnsysError
 from gnnsys.pipeline.comm import Comm, timeout_delta
+
+#: Seconds the last live rank of a failed run gets to exit on its own before it is ended.
+LONE_RANK_GRACE_S = 3.0
 
 
 class PipelineError(GnnsysError):
@@ -205,6 +212,9 @@ def spawn(fn: Callable[..., Any], args: tuple, world: int, cfg: TrainConfig) -> 
                 break
             if errors and deadline is None:
                 deadline = time.monotonic() + cfg.dist_timeout + 10.0
+            if errors and len(alive) == 1 and deadline is not None:
+                # a lone rank cannot finish a distributed run: it is hung or about to fail
+                deadline = min(deadline, time.monotonic() + LONE_RANK_GRACE_S)
             if deadline is not None and time.monotonic() > deadline:
                 for r, p in enumerate(procs):
                     if p.is_alive():
@@ -223,7 +233,7 @@ def spawn(fn: Callable[..., Any], args: tuple, world: int, cfg: TrainConfig) -> 
         kinds = {k for k, _ in errors.values()}
         if kinds == {"ConfigError"}:
             raise ConfigError(errors[min(errors)][1])
-        order = sorted(errors, key=lambda r: (errors[r][0] != "died", r))
+        order = sorted(errors, key=lambda r: (errors[r][0] not in ("died", "hung"), r))
         lines = [errors[r][1] if errors[r][1].startswith(f"rank {r}") else f"rank {r}: {errors[r][1]}" for r in order]
         raise PipelineError("distributed run failed:\n  " + "\n  ".join(lines))
     if 0 not in results:  # pragma: no cover

@@ -235,13 +235,14 @@ class LayerPipeTrainer:
 
     def _maybe_fault(self, chunk: int) -> None:
         """Testing hook: ``cfg.extra["pipe_fault"] = {"rank": r, "epoch": e}`` makes rank ``r``
-        SIGKILL itself in epoch ``e`` after its forward of chunk 0 (mid-epoch, mid-pipeline)."""
+        SIGKILL itself in epoch ``e`` after its forward of chunk 0 (mid-epoch, mid-pipeline);
+        with ``"signal": "STOP"`` it freezes instead (a hung rank: the others time out)."""
         f = self.cfg.extra.get("pipe_fault")
         if f and f.get("rank") == self.s and f.get("epoch") == self.epoch and chunk == 0:
             import os
             import signal
 
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGSTOP if f.get("signal") == "STOP" else signal.SIGKILL)
 
     def _smooth(self) -> None:
         g = self.cfg.pipe_smoothing
