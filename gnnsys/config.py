@@ -148,11 +148,12 @@ class TrainConfig:
 
     def _validate_pipe(self) -> None:
         """The GNNPipe fields (``--trainer pipe``)."""
-        pipe_only = {"stages": self.stages, "chunks": self.chunks}
         if self.trainer != "pipe":
-            given = [k for k, v in pipe_only.items() if v is not None]
-            if given or self.parallel != "layer" or self.pipe_train != "backprop":
-                raise ConfigError(f"--{(given or ['parallel/pipe-train'])[0]} needs --trainer pipe")
+            given = [k for k, v in (("stages", self.stages), ("chunks", self.chunks)) if v is not None]
+            given += [k for k, v, d in (("parallel", self.parallel, "layer"),
+                                        ("pipe-train", self.pipe_train, "backprop")) if v != d]
+            if given:
+                raise ConfigError(f"--{given[0]} needs --trainer pipe (GNNPipe); add it or leave --{given[0]} out")
             return
         if self.parallel not in PARALLEL_SCHEMES:
             raise ConfigError(f"--parallel must be one of {PARALLEL_SCHEMES}, not {self.parallel!r}")

@@ -116,3 +116,30 @@ def test_killed_rank_is_named_and_nobody_hangs(cora):
     rank1 = next(line for line in msg.splitlines() if line.strip().startswith("rank 1:"))
     assert "rank 2 died or stopped answering" in rank1, msg
     assert elapsed < 30 + 10 + 30, elapsed  # well inside the documented dist_timeout + grace
+
+
+@pytest.mark.parametrize("layer", ["gat", "sage"])
+def test_any_registry_layer_through_chunks(layer):
+    """Layers that take ``edge_index`` (GAT) or the sliced operator (SAGE), and a learned
+    embedding table (no features): 3 exact chunks on one rank equal full-graph training."""
+    from dataclasses import replace
+
+    ds = load_dataset("synthetic-sbm", num_nodes=600)
+    if layer == "sage":
+        ds = replace(ds, features=None)
+    kw = dict(layer=layer, layers=3, hidden=8, epochs=3, dropout=0.0, quiet=True, patience=None)
+    ref = train(data=ds, **kw)
+    pipe = train(data=ds, trainer="pipe", stages=1, chunks=3, pipe_stale=False, **kw)
+    assert losses(pipe) == pytest.approx(losses(ref), abs=1e-5)
+
+
+def test_sf_pipeline_sends_forward_only(cora):
+    """ForwardGNN SF per stage: no gradient crosses a stage, so an epoch moves each chunk's
+    rows (and the class virtual nodes') forward once, half of backprop GNNPipe's volume."""
+    res = train(data=cora, trainer="pipe", stages=2, chunks=2, pipe_train="sf", layer="gcn", layers=2, hidden=32,
+                epochs=20, dropout=0.0, eval_every=10, quiet=True, patience=None, threads_per_rank=1)
+    p = res["runs"][0]["pipe"]
+    rows = cora.num_nodes + cora.num_classes
+    assert p["train"] == "sf" and p["train_bytes"] == [rows * 32 * 4] * 20
+    assert p["bytes_rank0"]["train"]["received"] == 0  # rank 0 never receives a gradient
+    assert res["test"] > 0.65, res["test"]

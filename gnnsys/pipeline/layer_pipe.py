@@ -153,7 +153,7 @@ class LayerPipeTrainer:
             return
         gx = x.grad
         ids = self.cb[i].node_ids
-        if stale:  # historical rows are constants: their gradient is dropped
+        if stale and l > 0:  # historical rows are constants: their gradient is dropped (layer 0's input is fresh)
             keep = ~self.stale_rows[i]
             gx, ids = gx[keep], ids[keep]
         self.G[l - 1].index_add_(0, ids, gx)
