@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gnnsys.api import train
 from gnnsys.config import TrainConfig
 from gnnsys.datasets import load_dataset
@@ -297,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is None:
         args.epochs = 3 if args.suite == "volume" else 200
     out = Path(args.out) if args.out else None
+    torch.set_num_threads(args.threads)  # single-process runs get what one rank gets (and no oversubscription)
     records: list[dict[str, Any]] = []
     SUITES[args.suite](args, records, out)
     print(table(records))

@@ -67,15 +67,20 @@ class Comm:
         return {p: {"sent": self.sent[p], "received": self.received[p]} for p in phases}
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Copies of the sent and received counters (bytes per phase)."""
         return dict(self.sent), dict(self.received)
 
     @staticmethod
     def nbytes(t: torch.Tensor) -> int:
+        """Payload bytes of ``t``."""
         return t.numel() * t.element_size()
 
     # ------------------------------------------------------------------ failures
     def _fail(self, peer: int, what: str, exc: BaseException) -> None:
         culprit, chain = peer, []
+        if peer < 0:  # a collective: the backend does not say which peer failed
+            raise PeerFailure(f"rank {self.rank}: a peer rank died or stopped answering while this rank was {what}; "
+                              f"the other ranks' errors name it; backend said: {str(exc).splitlines()[0]}") from exc
         if self.store is not None:
             try:
                 self.store.set(f"gnnsys/fail/{self.rank}", f"{peer}|{what}")
@@ -190,4 +195,5 @@ def pair_rounds(world: int) -> list[list[tuple[int, int]]]:
 
 
 def timeout_delta(seconds: float) -> timedelta:
+    """``seconds`` as the ``timedelta`` torch.distributed takes."""
     return timedelta(seconds=float(seconds))

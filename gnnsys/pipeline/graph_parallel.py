@@ -165,6 +165,8 @@ class GraphParallelTrainer:
             off += k
 
     def train_epoch(self) -> tuple[float, float]:
+        """One full-graph step: forward with halo exchanges, backward, gradient all-reduce,
+        update. Returns the loss (summed over ranks) and the step's seconds."""
         c, comm = self.cfg, self.comm
         self.model.train()
         self.opt.zero_grad()
@@ -187,6 +189,7 @@ class GraphParallelTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Valid/test accuracy and validation loss over all partitions (counts all-reduced)."""
         self.model.eval()
         with self.comm.in_phase("eval"):
             logits = self._forward()
@@ -206,6 +209,7 @@ class GraphParallelTrainer:
         return {"valid": float(t[0] / t[1]), "test": float(t[3] / t[4]), "valid_loss": float(t[2] / t[1])}
 
     def fit(self) -> dict[str, Any]:
+        """Train ``cfg.epochs`` epochs (patience as ``BackpropTrainer``); the run record."""
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []

@@ -130,6 +130,7 @@ def single_context(cfg: TrainConfig) -> DistContext:
 
 
 def shutdown() -> None:
+    """Leave the process group (if this process joined one)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

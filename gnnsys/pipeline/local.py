@@ -70,6 +70,7 @@ class LocalBatch(MiniBatch):
 
     @property
     def num_halo(self) -> int:
+        """Number of halo (remote in-neighbour) nodes."""
         return self.num_nodes - self.num_targets
 
 

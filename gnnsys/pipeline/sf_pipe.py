@@ -106,6 +106,8 @@ class SFPipeTrainer:
         return h
 
     def train_epoch(self, stale: bool) -> float:
+        """Forward every chunk (and the virtual-node chunk) through this stage, then one local
+        step per layer; returns the summed local losses of this stage's layers."""
         comm, K1 = self.comm, self.K + 1
         for i in self.layers:
             self.all_layers[i].train()
@@ -151,6 +153,7 @@ class SFPipeTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Exact full-graph forward; per-layer SF scores summed across stages; accuracy on the last."""
         comm, n, C, d = self.comm, self.n, self.C, self.st.hidden
         for i in self.layers:
             self.all_layers[i].eval()
@@ -172,6 +175,7 @@ class SFPipeTrainer:
         return {k: accuracy(sc[self.split[k]], y[self.split[k]]) for k in ("valid", "test") if k in self.split}
 
     def fit(self) -> dict[str, Any]:
+        """Train ``cfg.epochs`` epochs; the run record (shaped like ``LayerPipeTrainer.fit``'s)."""
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
