@@ -119,7 +119,7 @@ def suite_accuracy(args, records, out) -> None:
                 run_one(records, out, "single", data, **base)
                 for P in args.stages:
                     run_one(records, out, "pipe", data, trainer="pipe", stages=P, chunks=2 * P, **base)
-                for P in args.stages[:1]:
+                for P in ([] if args.no_gp else args.stages[:1]):
                     run_one(records, out, "graph-parallel", data, trainer="pipe", parallel="graph", stages=P, **base)
 
 
@@ -137,10 +137,13 @@ def suite_aids(args, records, out) -> None:
         for L in args.layers:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 base = dict(MODEL, layers=L, epochs=args.epochs, seed=seed, threads_per_rank=args.threads)
-                run_one(records, out, "single", data, **base)
-                run_one(records, out, "single+clip1.0", data, **base, grad_clip=1.0)
+                if not args.no_single:
+                    run_one(records, out, "single", data, **base)
+                    run_one(records, out, "single+clip1.0", data, **base, grad_clip=1.0)
                 for P in args.stages:
                     for name, kw in AIDS.items():
+                        if args.aids and name not in args.aids:
+                            continue
                         run_one(records, out, f"pipe:{name}", data, trainer="pipe", stages=P, chunks=2 * P,
                                 **{**base, **kw})
 
@@ -150,7 +153,7 @@ def suite_volume(args, records, out) -> None:
     print(f"powerlaw: {data.num_nodes} nodes, {data.graph.num_edges} directed edges", flush=True)
     for L in args.layers:
         base = dict(MODEL, layers=L, hidden=args.hidden, epochs=args.epochs, eval_every=10 ** 6, dropout=0.0,
-                    init="kaiming", threads_per_rank=args.threads)
+                    threads_per_rank=args.threads)
         if not args.no_single:  # one rank, one chunk, exact: single-process training, timed like the others
             run_one(records, out, "single", data, trainer="pipe", stages=1, chunks=1, **base)
         for P in args.stages:
@@ -284,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--chunk-factor", type=int, default=2, help="volume suite: chunks = factor x stages")
-    ap.add_argument("--no-single", action="store_true", help="volume suite: skip the single-process run")
+    ap.add_argument("--no-single", action="store_true", help="volume and aids suites: skip the single-process runs")
+    ap.add_argument("--no-gp", action="store_true", help="accuracy suite: skip the graph-parallel run")
+    ap.add_argument("--aids", default=None, help=f"aids suite: comma-separated subset of {','.join(AIDS)}")
+    ap.add_argument("--init", default=None, help="weight initialization (default: kaiming, the Virgo table's pick "
+                    "for deep GCNs on Cora)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -296,9 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.layers = [int(x) for x in args.layers.split(",")]
     args.stages = [int(x) for x in args.stages.split(",")]
+    args.aids = args.aids.split(",") if args.aids else None
     if args.epochs is None:
         args.epochs = 3 if args.suite == "volume" else 200
     out = Path(args.out) if args.out else None
+    if args.init:
+        MODEL["init"] = args.init
     torch.set_num_threads(args.threads)  # single-process runs get what one rank gets (and no oversubscription)
     records: list[dict[str, Any]] = []
     SUITES[args.suite](args, records, out)

@@ -5,7 +5,10 @@ counts it per phase (``train``, ``eval``, ``control``, ``setup``, ``report``). T
 uses only blocking ``send``/``recv`` in an order fixed on both sides (gloo's ``isend``/``irecv``
 may not progress until ``wait()``, and several outstanding requests between one pair can
 hang); pairwise exchanges pair ranks in rounds (lower rank sends first). Collectives are used
-only for a few scalars and for the baseline's gradient all-reduce.
+only for a few scalars and for the baseline's gradient all-reduce. (``all_to_all`` and
+``all_to_all_single`` do exist on gloo in torch 2.13: both ran on 2 ranks with equal splits.
+The halo exchange still uses pairs of blocking send/recv, since its message sizes differ per pair
+and every byte is counted where it is sent.)
 
 A failed operation (a peer died: gloo reports "connection closed by peer"; or no answer within
 the process group's timeout, ``TrainConfig.dist_timeout``) raises ``PeerFailure`` naming the

@@ -135,7 +135,20 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _watch_parent(parent: int) -> None:
+    """Exit when the spawning process is gone (an orphaned rank would otherwise train on alone)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(5)
+
+    threading.Thread(target=watch, daemon=True, name="gnnsys-parent-watch").start()
+
+
 def _child(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple, queue: Any) -> None:
+    _watch_parent(os.getppid())
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world),
                        "TORCHELASTIC_USE_AGENT_STORE": "True"})

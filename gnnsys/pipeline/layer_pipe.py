@@ -320,6 +320,10 @@ class LayerPipeTrainer:
         b_meas = bubble([t[0].tolist() for t in per], [t[1].tolist() for t in per])
         epoch_s = [max(float(t[1][j]) for t in per) for j in range(e)]
         train_bytes = [int(sum(float(t[2][j]) for t in per)) for j in range(e)]
+        if not self.cfg.quiet and self.s == 0 and e:
+            print(f"GNNPipe: {self.P} stages x {self.K} chunks, GPipe schedule: bubble {sum(b_meas) / e:.2f} "
+                  f"measured (ideal {gpipe_bubble(self.P, self.K):.2f}), {train_bytes[-1]:,} bytes per training "
+                  f"epoch", flush=True)
         return {
             "metric": "acc", "best_epoch": sel.best_epoch, "val": sel.best_val, "test": sel.test_at_best,
             "epochs": e, "seconds": seconds, "history": sel.history,
