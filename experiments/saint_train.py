@@ -83,6 +83,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
 
     from gnnsys.api import model_for
     from gnnsys.datasets.loaders.synthetic import load_powerlaw
+    from gnnsys.loading import LoadingPipeline, operator_norms
     from gnnsys.trainers.backprop import node_loss
 
     rss0 = _rss_mib()
@@ -106,12 +107,13 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
     model.train()
     losses, sizes, t0 = [], [], time.perf_counter()
     rss_train = rss_sampler
-    it = iter(sampler)
+    batches = LoadingPipeline(sampler, ds, operators=operator_norms(model))
+    it = iter(batches)
     for step in range(args.steps):
         try:
             batch = next(it)
         except StopIteration:
-            it = iter(sampler)
+            it = iter(batches)
             batch = next(it)
         opt.zero_grad()
         loss = node_loss(model(batch), batch, batch.y)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gnnsys.sparse import propagation_matrix
+from gnnsys.sparse import csr_operator, propagation_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     from gnnsys.dataset import Dataset
@@ -27,6 +27,13 @@ class MiniBatch:
     - ``loss_weight``: optional weight per ``target`` entry (GraphSAINT's loss normalization)
     - ``pos_edges`` / ``neg_edges``: local ``[2, k]`` pairs for link tasks
     - ``graph_index``: graph of each node (PyG's ``batch`` vector) for graph tasks
+    - ``csr_ptr``: optional row pointer (``num_nodes + 1``) when ``edge_index`` is in CSR order
+      of the targets (sorted by ``(dst, src)``, as the GraphSAINT inducer emits it): the
+      propagation operators are then built without a sort
+    - ``all_nodes``: the batch is the whole graph (``node_ids`` = ``arange(num_nodes)``): the
+      fetch stage reads the whole feature matrix
+    - ``symmetric``: the edges are symmetric (an undirected graph), so an unweighted ``sum`` or
+      ``gcn`` operator is its own transpose in the backward pass
     """
 
     node_ids: torch.Tensor
@@ -42,6 +49,9 @@ class MiniBatch:
     neg_edges: torch.Tensor | None = None
     graph_index: torch.Tensor | None = None
     num_graphs: int = 0
+    csr_ptr: torch.Tensor | None = None
+    symmetric: bool = False
+    all_nodes: bool = False
     _adj: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -59,8 +69,12 @@ class MiniBatch:
     def adj(self, norm: str = "sum") -> torch.Tensor:
         """Propagation matrix of this batch (``gnnsys.sparse.propagation_matrix``), cached."""
         if norm not in self._adj:
-            self._adj[norm] = propagation_matrix(self.edge_index, self.num_nodes, self.edge_weight, norm,
-                                                 allow_dense=True)
+            if self.csr_ptr is not None:
+                self._adj[norm] = csr_operator(self.csr_ptr, self.edge_index[0], self.num_nodes, self.edge_weight,
+                                               norm, symmetric=self.symmetric)
+            else:
+                self._adj[norm] = propagation_matrix(self.edge_index, self.num_nodes, self.edge_weight, norm,
+                                                     allow_dense=True)
         return self._adj[norm]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MiniBatch:
@@ -72,7 +86,7 @@ class MiniBatch:
             v = getattr(self, f.name)
             kw[f.name] = v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
         out = type(self)(**kw)  # subclasses (e.g. GraphSAINT's batch) keep their type and fields
-        out._adj = {k: a.to(device) for k, a in self._adj.items()}
+        out._adj = {k: _operator_to(a, device) for k, a in self._adj.items()}
         return out
 
     def to_pyg(self) -> Any:
@@ -105,22 +119,19 @@ class MiniBatch:
 
     @classmethod
     def full(cls, dataset: Dataset, device: torch.device | str | None = None) -> MiniBatch:
-        """The whole graph of ``dataset`` as one batch (full-batch training and evaluation)."""
-        g = dataset.graph
-        n = g.num_nodes
-        ei = g.to_edge_index()
-        graph_index = None
-        if dataset.graph_ptr is not None:
-            sizes = dataset.graph_ptr[1:] - dataset.graph_ptr[:-1]
-            graph_index = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
-        b = cls(
-            node_ids=torch.arange(n),
-            edge_index=ei,
-            x=None if dataset.features is None else dataset.features.all(),
-            y=dataset.labels,
-            edge_ids=g.edge_ids,
-            edge_attr=dataset.edge_features,
-            graph_index=graph_index,
-            num_graphs=0 if dataset.graph_ptr is None else dataset.graph_ptr.numel() - 1,
-        )
-        return b if device is None else b.to(device)
+        """The whole graph of ``dataset`` as one batch with its features (full-batch training
+        and evaluation): ``gnnsys.loading.full_batch``, the loading pipeline's stages on the
+        whole graph."""
+        from gnnsys.loading import full_batch
+
+        return full_batch(dataset, device)
+
+def _operator_to(op: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``op`` on ``device``, with the transpose it carries (a symmetric operator stays its own)."""
+    out = op.to(device)
+    if out is op:
+        return op
+    t = getattr(op, "_gnnsys_transpose", None)
+    if t is not None:
+        out._gnnsys_transpose = out if t is op else t.to(device)
+    return out

@@ -83,6 +83,8 @@ class TrainConfig:
     saint_norm_cache: str | None = None  # file to save/load the normalization statistics
     saint_unseen_edges: str = "clip"  # edges unseen in pre-sampling: "clip" (original, 1e4) or "once" (C_v)
     num_workers: int = 0
+    # loading pipeline: batches prepared ahead in a worker thread (None: on when it pays, 0: off)
+    prefetch: int | None = None
     # ForwardGNN
     forward_variant: str | None = None
     forward_tau: float | None = None
@@ -141,6 +143,8 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ConfigError(f"--prefetch must be >= 0 batches (0 turns it off), got {self.prefetch}")
         self._validate_pipe()
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"--grad-clip must be > 0 (a maximum gradient norm), got {self.grad_clip}; "

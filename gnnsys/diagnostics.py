@@ -68,7 +68,7 @@ def variance_profile(
     split = node_split(dataset, cfg) if dataset.task == "node" else dataset.split
     if dataset.task == "graph" and "train" not in split:
         split = {"train": torch.arange(dataset.num_graphs)}
-    batch = next(iter(trainer.default_loader(dataset, split)))
+    batch = next(iter(trainer.pipeline(model, dataset, trainer.default_loader(dataset, split))))
     states: list[torch.Tensor] = []  # H^0 .. H^L
     pre: list[torch.Tensor] = []  # Z^1 .. Z^L
     encode, forward_layer = model.encode, model.forward_layer

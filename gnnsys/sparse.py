@@ -10,7 +10,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+
+from gnnsys.threads import thread_pool
 
 NORMS = ("sum", "mean", "gcn")
 
@@ -69,32 +72,172 @@ def propagation_matrix(
         return torch.sparse_csr_tensor(crow, src, w, size=(num_nodes, num_nodes), check_invariants=False)
 
 
+def csr_operator(
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    num_nodes: int,
+    edge_weight: torch.Tensor | None = None,
+    norm: str = "sum",
+    degree: torch.Tensor | None = None,
+    symmetric: bool = False,
+) -> torch.Tensor:
+    """``propagation_matrix`` of a graph already in row-sorted CSR form (rows = targets:
+    ``col[crow[v]:crow[v+1]]`` are the sources of ``v``'s in-edges, ascending), built without
+    a sort: the same operator, entry for entry, as ``propagation_matrix`` of the COO edges
+    ``(col, row)``. ``edge_weight`` is aligned with ``col``.
+
+    ``degree`` replaces the degree the norm divides by (GraphSAINT's sampling-graph in-degree
+    ``d``): ``"mean"`` then uses ``w_uv / max(d_v, 1)`` and ``"gcn"`` ``w_uv / sqrt((d_u + 1)
+    (d_v + 1))`` with self loops ``1 / (d_v + 1)``. ``symmetric`` declares the structure
+    symmetric (an undirected graph): an unweighted ``"sum"`` or ``"gcn"`` operator is then its
+    own transpose, which the backward pass of ``propagate`` uses instead of building one.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown propagation norm {norm!r}; choose one of {NORMS}")
+    dev = col.device
+    w = torch.ones(col.numel(), device=dev) if edge_weight is None else edge_weight.to(dev).float()
+    if dev.type == "cpu":
+        op = _csr_operator_cpu(crow, col, num_nodes, w, norm, degree)
+    else:
+        op = _csr_operator_torch(crow, col, num_nodes, w, norm, degree)
+    if symmetric and edge_weight is None and degree is None and norm in ("sum", "gcn"):
+        op._gnnsys_transpose = op
+    return op
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, val, size=(n, n), check_invariants=False)
+
+
+def _csr_operator_cpu(crow, col, n, w, norm, degree) -> torch.Tensor:
+    from gnnsys import sparse_kernels as K
+
+    c, k, wn = crow.numpy(), col.numpy(), w.numpy()
+    if norm == "sum":
+        return _csr(crow, col, w, n)
+    if norm == "mean":
+        if degree is None:
+            return _csr(crow, col, torch.from_numpy(K.mean_values(c, wn)), n)
+        scale = 1.0 / degree.float().clamp_min(1.0)
+        return _csr(crow, col, w * torch.repeat_interleave(scale, crow.diff(), output_size=col.numel()), n)
+    deg = (degree.double() + 1.0).numpy() if degree is not None else K.row_sums(c, wn) + 1.0
+    ocrow, ocol, oval = K.gcn_csr(c, k, wn, deg)
+    return _csr(torch.from_numpy(ocrow), torch.from_numpy(ocol), torch.from_numpy(oval), n)
+
+
+def _csr_operator_torch(crow, col, n, w, norm, degree) -> torch.Tensor:
+    """``csr_operator`` in vectorized torch (any device): the self loops of ``"gcn"`` are
+    placed by index arithmetic, not by a sort."""
+    dev = col.device
+    lens = crow.diff()
+    row = torch.repeat_interleave(torch.arange(n, device=dev), lens, output_size=col.numel())
+    if norm == "sum":
+        return _csr(crow, col, w, n)
+    if norm == "mean":
+        d = torch.zeros(n, device=dev).index_add_(0, row, w) if degree is None else degree.float().clamp_min(1.0)
+        return _csr(crow, col, w / d.clamp_min(1e-12)[row], n)
+    d = torch.zeros(n, device=dev).index_add_(0, row, w) + 1.0 if degree is None else degree.float() + 1.0
+    dis = d.clamp_min(1e-12).pow(-0.5)
+    val = dis[col] * w * dis[row]
+    after = (col >= row).long()  # entries that follow the row's self loop
+    before = lens - torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, row, after)
+    ocrow = crow + torch.arange(n + 1, device=dev)
+    pos = torch.arange(col.numel(), device=dev) + row + after
+    loop_pos = ocrow[:-1] + before
+    ocol = torch.empty(col.numel() + n, dtype=torch.long, device=dev)
+    oval = torch.empty(col.numel() + n, dtype=val.dtype, device=dev)
+    ocol[pos], oval[pos] = col, val
+    ocol[loop_pos], oval[loop_pos] = torch.arange(n, device=dev), dis * dis
+    return _csr(ocrow, ocol, oval, n)
+
+
 def is_operator(t: torch.Tensor) -> bool:
     """True for a propagation operator (CSR or dense float matrix), False for an ``edge_index``."""
     return t.is_sparse_csr or (t.dtype.is_floating_point and t.dim() == 2)
 
 
-def _csr_transpose(op: torch.Tensor) -> torch.Tensor:
-    """CSR of ``op.T``, built once and kept on the operator (operators are cached per batch)."""
+def csr_transpose(op: torch.Tensor) -> torch.Tensor:
+    """CSR of ``op.T``, built once and kept on the operator (operators are cached per batch;
+    a symmetric operator is its own transpose). On CPU a counting sort (no comparison sort)."""
     t = getattr(op, "_gnnsys_transpose", None)
     if t is None:
-        t = op.t().to_sparse_csr()
+        if op.device.type == "cpu":
+            from gnnsys.sparse_kernels import csr_transpose as kernel
+
+            tc, tk, tv = kernel(op.crow_indices().numpy(), op.col_indices().numpy(), op.values().numpy(),
+                                op.size(1))
+            t = _csr(torch.from_numpy(tc), torch.from_numpy(tk), torch.from_numpy(tv), op.size(1))
+        else:
+            t = op.t().to_sparse_csr()
         op._gnnsys_transpose = t
     return t
 
 
+#: Below this many multiply-adds a product runs in one thread (a pool hand-off costs ~20 us).
+SPMM_SPLIT_MIN_WORK = 1 << 18
+
+
+def _spmm_splits(op: torch.Tensor, parts: int) -> list[int]:
+    """Row boundaries that give each of ``parts`` threads about equal work (entries + rows),
+    cached on the operator."""
+    cached = getattr(op, "_gnnsys_splits", None)
+    if cached is not None and cached[0] == parts:
+        return cached[1]
+    crow = op.crow_indices().numpy()
+    n = crow.shape[0] - 1
+    cost = crow + np.arange(n + 1)  # cumulative entries + rows
+    bounds = np.searchsorted(cost, cost[-1] * np.arange(1, parts) / parts).tolist()
+    splits = [0, *bounds, n]
+    op._gnnsys_splits = (parts, splits)
+    return splits
+
+
+def spmm_cpu(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``op @ x`` for a CPU CSR operator and a dense matrix by the numba kernel, rows split
+    over ``torch.get_num_threads()`` threads (no autograd)."""
+    from gnnsys.sparse_kernels import spmm_rows
+
+    x = x.contiguous()
+    n = op.size(0)
+    out = torch.empty(n, x.size(1), dtype=x.dtype)
+    if n == 0 or x.size(1) == 0:
+        return out.zero_()
+    crow, col, val = op.crow_indices().numpy(), op.col_indices().numpy(), op.values().numpy()
+    xn, on = x.detach().numpy(), out.numpy()
+    work = (col.shape[0] + n) * x.size(1)
+    parts = min(torch.get_num_threads(), max(1, work // SPMM_SPLIT_MIN_WORK))
+    if parts <= 1:
+        spmm_rows(crow, col, val, xn, on, 0, n)
+        return out
+    splits = _spmm_splits(op, parts)
+    pool = thread_pool(parts - 1, "spmm")
+    futs = [pool.submit(spmm_rows, crow, col, val, xn, on, splits[i], splits[i + 1]) for i in range(1, parts)]
+    spmm_rows(crow, col, val, xn, on, splits[0], splits[1])
+    for f in futs:
+        f.result()
+    return out
+
+
 class _CSRMatmul(torch.autograd.Function):
-    """``op @ x`` whose backward reuses the cached transpose: torch's own backward of
-    ``sparse.mm`` re-sorts the transpose on every call, most of a small GCN step."""
+    """``op @ x`` whose backward multiplies by the operator's cached transpose: torch's own
+    backward of ``sparse.mm`` re-sorts the transpose on every call. On CPU both products run
+    the numba kernel."""
 
     @staticmethod
     def forward(ctx, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.op = op
+        if op.device.type == "cpu":
+            return spmm_cpu(op, x)
         return torch.sparse.mm(op, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return None, torch.sparse.mm(_csr_transpose(ctx.op), grad)
+        t = csr_transpose(ctx.op)
+        if t.device.type == "cpu":
+            return None, spmm_cpu(t, grad)
+        return None, torch.sparse.mm(t, grad)
 
 
 def propagate(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +246,7 @@ def propagate(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         op = op.to(x.dtype)
     if not op.is_sparse_csr:
         return op @ x
-    if op.requires_grad:
+    if op.requires_grad or x.dtype not in (torch.float32, torch.float64) or x.dim() != 2:
         return torch.sparse.mm(op, x)
     return _CSRMatmul.apply(op, x)
 

@@ -45,16 +45,37 @@ def draw_non_edges(num_nodes: int, edge_keys: torch.Tensor, count: int, generato
     return pairs[:, ~hits(pairs)]
 
 
+def full_graph(dataset: Dataset) -> MiniBatch:
+    """The structure of the whole graph as one batch (no features: the loading pipeline's
+    fetch stage adds them): node ids ``arange(N)``, the edges in the graph's CSR order, edge
+    ids, the graph index of graph tasks; ``all_nodes`` set."""
+    g = dataset.graph
+    graph_index = None
+    if dataset.graph_ptr is not None:
+        sizes = dataset.graph_ptr[1:] - dataset.graph_ptr[:-1]
+        graph_index = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
+    return MiniBatch(
+        node_ids=torch.arange(g.num_nodes),
+        edge_index=g.to_edge_index(),
+        y=dataset.labels if dataset.task == "graph" else None,
+        edge_ids=g.edge_ids,
+        graph_index=graph_index,
+        num_graphs=dataset.num_graphs,
+        all_nodes=True,
+    )
+
+
 class FullGraphLoader:
     """Yields the whole graph as one ``MiniBatch`` per epoch, with ``target`` = ``split`` ids.
 
-    The batch (and its cached sparse operators) is built once and reused."""
+    The batch is built once and reused, so the loading pipeline fetches its features and
+    builds its operators once."""
 
     def __init__(self, dataset: Dataset, split: str = "train", device: str | torch.device = "cpu") -> None:
         self.dataset, self.split = dataset, split
-        self.batch = MiniBatch.full(dataset, device)
+        self.batch = full_graph(dataset)
         if dataset.task == "node":
-            self.batch.target = dataset.split[split].to(device)
+            self.batch.target = dataset.split[split]
 
     def __len__(self) -> int:
         return 1
@@ -99,10 +120,8 @@ class GraphBatchLoader:
         return MiniBatch(
             node_ids=nodes,
             edge_index=torch.stack([src, dst]),
-            x=None if ds.features is None else ds.features.gather(nodes),
             y=None if ds.labels is None else ds.labels[gids],
             edge_ids=pos,
-            edge_attr=None if ds.edge_features is None else ds.edge_features[pos],
             graph_index=graph_index,
             num_graphs=gids.numel(),
         )
@@ -135,7 +154,7 @@ class LinkBatchLoader:
             raise ValueError(f"{dataset.name} is not a link-prediction dataset")
         self.dataset, self.batch_size, self.num_neg = dataset, batch_size, num_neg
         self.device = torch.device(device)
-        self.base = MiniBatch.full(dataset, device)
+        self.base = full_graph(dataset)
         self.pos = dataset.split["train"]
         self.generator = torch.Generator().manual_seed(seed)
         self.edge_keys = None
@@ -165,6 +184,5 @@ class LinkBatchLoader:
             b = self.base
             yield MiniBatch(
                 node_ids=b.node_ids, edge_index=b.edge_index, x=b.x, edge_weight=b.edge_weight,
-                edge_ids=b.edge_ids, pos_edges=pos.to(self.device), neg_edges=neg.to(self.device),
-                _adj=b._adj,
+                edge_ids=b.edge_ids, pos_edges=pos, neg_edges=neg, all_nodes=True, _adj=b._adj,
             )

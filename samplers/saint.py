@@ -63,11 +63,10 @@ def build_saint_sampler(dataset: Dataset, config: TrainConfig, device: Any = "cp
     if mode not in ("train", "full"):
         raise ConfigError(f"--saint-graph must be 'train' or 'full', not {mode!r}")
     g = dataset.graph
-    kw: dict[str, Any] = dict(seed=config.seed, graph_mode=mode, features=dataset.features,
-                              device=device, unseen_edges=config.saint_unseen_edges)
+    kw: dict[str, Any] = dict(seed=config.seed, graph_mode=mode, device=device,
+                              unseen_edges=config.saint_unseen_edges)
     if dataset.task == "node":
         train = dataset.split["train"]
-        kw["labels"] = dataset.labels
     else:  # link: every node can be sampled; positives are the training pairs inside a subgraph
         train = None
         kw["link_pairs"] = dataset.split["train"]
@@ -93,7 +92,8 @@ def make_saint_loader(dataset: Dataset, config: TrainConfig, device: Any = "cpu"
     and its normalization: loaded from ``config.saint_norm_cache`` when that file exists and
     matches, else pre-sampled with ``config.saint_coverage`` (and saved there when given).
 
-    Iterating the result yields an epoch of ``SaintMiniBatch`` es; with
+    Iterating the result yields an epoch of ``SaintMiniBatch`` es (subgraphs: node ids, edges,
+    weights; ``gnnsys.loading.LoadingPipeline`` adds features and operators); with
     ``config.num_workers > 0`` iterate ``sampler.dataloader(config.num_workers)`` instead."""
     sampler = build_saint_sampler(dataset, config, device)
     cache = Path(config.saint_norm_cache).expanduser() if config.saint_norm_cache else None

@@ -15,10 +15,8 @@ graph, with random-walk roots over ``train_nodes`` and the loss on training node
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,21 +28,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from gnnsys.errors import ConfigError, GraphError
 from gnnsys.graph import Graph
+from gnnsys.threads import thread_pool, usable_cores
 
 GRAPH_MODES = ("train", "full")
 UNSEEN_WARN_RATE = 0.01  # expected unseen edges per later subgraph above which "clip" warns
 _MASK64 = (1 << 64) - 1
-
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None
-
-
-def _thread_pool(n: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``n`` threads (re-created after a fork or a size change)."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < n:
-        _POOL = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix="saint"))
-    return _POOL[2]
 
 
 def _mix(seed: int, k: int) -> int:
@@ -66,7 +54,6 @@ class SaintSampler(IterableDataset):
         graph_mode: ``"train"`` (induced training graph) or ``"full"`` (whole graph).
         num_subgraphs: subgraphs per epoch (default ``ceil(|V_train| / E[train nodes per
             subgraph])``, measured by pre-sampling once it has run).
-        features: a ``FeatureStore`` (or tensor) to gather ``x`` from; labels: node labels.
         link_pairs: ``[2, k]`` global training positive pairs (link tasks): batches then carry
             ``pos_edges`` (pairs inside the subgraph) and as many uniform ``neg_edges``.
         device: where sampling runs and batches live (default: the graph's device).
@@ -94,8 +81,6 @@ class SaintSampler(IterableDataset):
         *,
         graph_mode: str = "train",
         num_subgraphs: int | None = None,
-        features: Any = None,
-        labels: torch.Tensor | None = None,
         link_pairs: torch.Tensor | None = None,
         device: torch.device | str | None = None,
         group_size: int = 8,
@@ -129,9 +114,7 @@ class SaintSampler(IterableDataset):
         self.seed, self.graph_mode = int(seed), graph_mode
         self.group_size, self.aggr_norm, self.unseen_edges = group_size, aggr_norm, unseen_edges
         self.cache_limit_bytes = cache_limit_bytes
-        self.num_threads = int(num_threads) if num_threads else (len(os.sched_getaffinity(0))
-                                                                if hasattr(os, "sched_getaffinity")
-                                                                else os.cpu_count() or 1)
+        self.num_threads = int(num_threads) if num_threads else usable_cores()
         self._num_subgraphs = num_subgraphs
         n = graph.num_nodes
         self.num_nodes, self.num_edges = n, graph.num_edges
@@ -163,8 +146,6 @@ class SaintSampler(IterableDataset):
         self.norm_degree = deg_sg if self._node_map is None else torch.zeros(n).index_copy_(
             0, self._node_map, deg_sg)
         self.edge_dst = cpu_graph.indices
-        # data carried into batches
-        self.features, self.labels = features, labels
         self.link_pairs = None if link_pairs is None else torch.as_tensor(link_pairs, dtype=torch.long)
         self.stats: SaintStatistics | None = None
         self._edge_norm: torch.Tensor | None = None
@@ -243,8 +224,8 @@ class SaintSampler(IterableDataset):
         return torch.as_tensor(self._draw_group([self._generator(k)])[0])
 
     def _raw(self, ks: Sequence[int]) -> list[Induced]:
-        """Induced subgraphs ``ks`` of the stream: (global node ids, local edge_index, global
-        edge ids)."""
+        """Induced subgraphs ``ks`` of the stream: (global node ids, local edge_index in CSR
+        order of the targets, global edge ids, row pointer)."""
         out: dict[int, Induced] = {}
         todo = []
         for k in ks:
@@ -254,10 +235,10 @@ class SaintSampler(IterableDataset):
             else:
                 todo.append(k)
         if todo:
-            for k, (nodes, edge_index, eids) in zip(todo, self._induce_indices(todo)):
+            for k, (nodes, edge_index, eids, crow) in zip(todo, self._induce_indices(todo)):
                 if self._node_map is not None:
                     nodes = self._node_map[nodes]
-                out[k] = (nodes, edge_index, eids)
+                out[k] = (nodes, edge_index, eids, crow)
         return [out[k] for k in ks]
 
     def _induce_chunk(self, ks: Sequence[int], slot: int) -> list[Induced]:
@@ -270,7 +251,7 @@ class SaintSampler(IterableDataset):
         nt = min(self.num_threads, len(ks)) if self._cpu and get_worker_info() is None else 1
         if nt <= 1:
             return self._induce_chunk(ks, 0)
-        pool = _thread_pool(nt)
+        pool = thread_pool(nt, "saint")
         futs = [pool.submit(self._induce_chunk, ks[t::nt], t) for t in range(nt)]
         parts = [f.result() for f in futs]
         res: list[Induced] = [None] * len(ks)  # type: ignore[list-item]
@@ -286,25 +267,19 @@ class SaintSampler(IterableDataset):
         return table[idx]
 
     def _batch(self, k: int, raw: Induced) -> SaintMiniBatch:
-        nodes, edge_index, eids = raw
+        nodes, edge_index, eids, crow = raw
         n_local = nodes.numel()
         if self._node_map is not None or self.num_train == self.num_nodes:  # all nodes train
             target = torch.arange(n_local, device=nodes.device)
         else:
             target = self._take(self.train_mask, nodes).nonzero().flatten()
-        b = SaintMiniBatch(node_ids=nodes, edge_index=edge_index, edge_ids=eids, target=target)
+        b = SaintMiniBatch(node_ids=nodes, edge_index=edge_index, edge_ids=eids, target=target, csr_ptr=crow,
+                           symmetric=self.symmetric)
         if self._edge_norm is not None:
             b.edge_weight = self._take(self._edge_norm, eids)
             b.loss_weight = self._take(self._loss_norm, nodes[target])
             if self.aggr_norm == "graph":
                 b.norm_degree = self._take(self.norm_degree, nodes)
-        if self.features is not None:
-            if isinstance(self.features, torch.Tensor):
-                b.x = self.features[nodes.to(self.features.device)].to(self.device)
-            else:
-                b.x = self.features.gather(nodes, device=self.device)
-        if self.labels is not None:
-            b.y = self.labels[nodes.to(self.labels.device)].to(self.device)
         if self.link_pairs is not None:
             self._link_edges(b, k)
         return b
@@ -384,7 +359,7 @@ class SaintSampler(IterableDataset):
             ks = list(range(k, k + self.group_size))
             for kk, raw in zip(ks, self._raw(ks)):
                 if covered < target and (max_subgraphs is None or k < max_subgraphs):
-                    nodes, _, eids = raw
+                    nodes, _, eids, _ = raw
                     stats.add(nodes, eids)
                     covered += int(self.train_mask[nodes].sum())
                     k += 1

@@ -6,6 +6,9 @@ every edge among them, in local ids, with the global edge id of each. On CPU it 
 numba kernels of ``saint_kernels`` (several subgraphs per call, across cores); on any other
 device (CUDA) the same algorithm runs as vectorized torch over the whole group at once (a
 handful of kernels and three host syncs per group, whatever its size).
+
+Edges come out in CSR order of their targets (sorted by ``(dst, src)``) with the row pointer,
+so the batch's propagation operator is built without a sort (``gnnsys.sparse.csr_operator``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import torch
 
 from gnnsys.graph import Graph
 
-Induced = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # nodes, local edge_index [2, e], eids
+#: nodes, local edge_index [2, e] in CSR order of the targets (sorted by (dst, src)), global edge
+#: ids, row pointer (nodes + 1) of ``edge_index[1]``
+Induced = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -142,13 +147,23 @@ class OrientedAdjacency:
         cols = torch.stack([torch.stack([i, j], 1), torch.stack([j, i], 1), torch.stack([f, r], 1)]).view(3, -1)
         if not self.all_paired:
             cols = cols[:, cols[2] >= 0]
+        # CSR order of the targets: key positions are grouped by subgraph, so sorting by
+        # (target, source) position keeps each subgraph's edges together
+        nk = max(keys.numel(), 1)
+        cols = cols[:, torch.argsort(cols[1] * nk + cols[0])]
         local = torch.arange(keys.numel(), device=dev) - nstart[ksub]  # id within its subgraph
         ei = local[cols[:2]]
-        estart = torch.searchsorted(ksub[cols[0]], torch.arange(g + 1, device=dev))
+        indeg = torch.bincount(cols[1], minlength=keys.numel())
+        estart = torch.searchsorted(ksub[cols[1]], torch.arange(g + 1, device=dev))
         counts = torch.stack([nstart, estart]).diff(dim=1).tolist()  # host wait 3
         eid = cols[2]
-        return [(v, e.contiguous(), x) for v, e, x in zip(nodes.split(counts[0]), ei.split(counts[1], 1),
-                                                          eid.split(counts[1]))]
+        out = []
+        for v, e, x, d in zip(nodes.split(counts[0]), ei.split(counts[1], 1), eid.split(counts[1]),
+                              indeg.split(counts[0])):
+            crow = torch.zeros(d.numel() + 1, dtype=torch.long, device=dev)
+            torch.cumsum(d, 0, out=crow[1:])
+            out.append((v, e.contiguous(), x, crow))
+        return out
 
     @property
     def all_paired(self) -> bool:
@@ -205,8 +220,9 @@ class GroupInducer:
         csum = np.zeros(flat.shape[0] + 1, dtype=np.int64)
         np.cumsum(2 * olen, out=csum[1:])
         eoff = csum[doff]
-        bits, lmap, src, dst, eid = self._buffers(slot, int(eoff[-1]))
-        nodes, ncnt, ecnt = induce_group(flat, doff, eoff, bits, lmap, optr, ent, src, dst, eid)
+        bits, lmap, src, dst, eid, t_src, t_dst, t_eid = self._buffers(slot, int(eoff[-1]))
+        nodes, ncnt, ecnt, crow = induce_group(flat, doff, eoff, bits, lmap, optr, ent, src, dst, eid,
+                                               t_src, t_dst, t_eid)
         out = []
         for s in range(len(arrs)):
             lo, c = doff[s], ncnt[s]
@@ -215,20 +231,25 @@ class GroupInducer:
             ei[0] = src[elo:elo + ec]
             ei[1] = dst[elo:elo + ec]
             out.append((torch.from_numpy(nodes[lo:lo + c]), torch.from_numpy(ei),
-                        torch.from_numpy(eid[elo:elo + ec].astype(np.int64))))
+                        torch.from_numpy(eid[elo:elo + ec].astype(np.int64)),
+                        torch.from_numpy(crow[lo + s:lo + s + c + 1])))
         return out
 
     def _buffers(self, slot: int, capacity: int) -> tuple[np.ndarray, ...]:
-        """Scratch of thread slot ``slot``: node bitmap, id map and edge buffers that hold at
-        least ``capacity`` edges (reused across calls: no page faults on fresh memory)."""
+        """Scratch of thread slot ``slot``: node bitmap, id map, edge buffers that hold at
+        least ``capacity`` edges and the sort's scratch of the same size (reused across calls:
+        no page faults on fresh memory)."""
         sc = self._scratch.get(slot)
         n = self.adj.num_nodes
         if sc is None:
-            sc = (np.zeros((n + 63) // 64, dtype=np.uint64), np.empty(n, dtype=np.int32),
-                  np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64))
+            sc = (np.zeros((n + 63) // 64, dtype=np.uint64), np.empty(n, dtype=np.int32)) + _edge_buffers(0)
         if sc[2].shape[0] < capacity:
-            cap = int(capacity * 1.25) + 1024
-            sc = (sc[0], sc[1], np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.int32),
-                  np.empty(cap, dtype=np.int64))
+            sc = sc[:2] + _edge_buffers(int(capacity * 1.25) + 1024)
         self._scratch[slot] = sc
         return sc
+
+
+def _edge_buffers(cap: int) -> tuple[np.ndarray, ...]:
+    """src, dst, eid and their sort scratch for ``cap`` edges."""
+    return (np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.int64),
+            np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.int64))

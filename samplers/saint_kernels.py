@@ -151,23 +151,67 @@ def _induce_one(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo):  # 
     return k - e_lo
 
 
+def _sort_by_target(src, dst, eid, e_lo, m, cnt, t_src, t_dst, t_eid, crow, c_lo):  # pragma: no cover
+    """Put the ``m`` edges at ``e_lo`` in ``(dst, src)`` order (CSR rows = targets, sources
+    ascending) by two stable counting sorts over the ``cnt`` local ids, ``O(m + cnt)``; write
+    the row pointer (``cnt + 1`` entries) to ``crow[c_lo:]``. The operator of the batch is then
+    built without a sort."""
+    # pass 1: by source, into the scratch
+    for i in range(cnt + 1):
+        crow[c_lo + i] = 0
+    for p in range(e_lo, e_lo + m):
+        crow[c_lo + src[p] + 1] += 1
+    for i in range(cnt):
+        crow[c_lo + i + 1] += crow[c_lo + i]
+    for p in range(e_lo, e_lo + m):
+        s = src[p]
+        q = crow[c_lo + s]
+        crow[c_lo + s] = q + 1
+        t_src[q] = s
+        t_dst[q] = dst[p]
+        t_eid[q] = eid[p]
+    # pass 2: by target, stable, back into place
+    for i in range(cnt + 1):
+        crow[c_lo + i] = 0
+    for q in range(m):
+        crow[c_lo + t_dst[q] + 1] += 1
+    for i in range(cnt):
+        crow[c_lo + i + 1] += crow[c_lo + i]
+    for q in range(m):
+        t = t_dst[q]
+        r = crow[c_lo + t]
+        crow[c_lo + t] = r + 1
+        src[e_lo + r] = t_src[q]
+        dst[e_lo + r] = t
+        eid[e_lo + r] = t_eid[q]
+    for i in range(cnt, 0, -1):  # row ends -> row starts
+        crow[c_lo + i] = crow[c_lo + i - 1]
+    crow[c_lo] = 0
+
+
 _dedupe_jit = njit(cache=True, nogil=True)(_dedupe_one)
 _induce_jit = njit(cache=True, nogil=True)(_induce_one)
+_sort_jit = njit(cache=True, nogil=True)(_sort_by_target)
 
 
 @njit(cache=True, nogil=True)
-def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid):  # pragma: no cover
+def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src, t_dst, t_eid):  # pragma: no cover
     """Induced subgraphs of a group: subgraph ``s`` has raw draws ``draws[doff[s]:doff[s+1]]``
     and writes its unique sorted nodes from ``doff[s]`` and its edges from ``eoff[s]`` into
     the caller's buffers ``src``, ``dst``, ``eid`` (``eoff`` from an upper bound: twice the
-    oriented list lengths of the draws). ``bits`` (all zero, one bit per node) is left so;
-    ``lmap`` (one int32 per node) is scratch. Returns ``(nodes, node counts, edge counts)``."""
+    oriented list lengths of the draws), in CSR order of the targets (``_sort_by_target``;
+    ``t_*`` are scratch of the same size as the edge buffers). ``bits`` (all zero, one bit per
+    node) is left so; ``lmap`` (one int32 per node) is scratch. Returns ``(nodes, node counts,
+    edge counts, row pointers)``; subgraph ``s``'s row pointer starts at ``doff[s] + s``."""
     s_count = doff.shape[0] - 1
     nodes = np.empty(draws.shape[0], dtype=np.int64)
+    crow = np.empty(draws.shape[0] + s_count, dtype=np.int64)
     ncnt = np.zeros(s_count, dtype=np.int64)
     ecnt = np.zeros(s_count, dtype=np.int64)
     for s in range(s_count):
         c = _dedupe_jit(draws, doff[s], doff[s + 1], bits, nodes, doff[s])
         ncnt[s] = c
-        ecnt[s] = _induce_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s])
-    return nodes, ncnt, ecnt
+        m = _induce_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s])
+        ecnt[s] = m
+        _sort_jit(src, dst, eid, eoff[s], m, c, t_src, t_dst, t_eid, crow, doff[s] + s)
+    return nodes, ncnt, ecnt, crow

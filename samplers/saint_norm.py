@@ -37,7 +37,7 @@ import torch
 from gnnsys.batch import MiniBatch
 from gnnsys.config import SAINT_UNSEEN_EDGES
 from gnnsys.errors import ConfigError
-from gnnsys.sparse import NORMS, propagation_matrix
+from gnnsys.sparse import NORMS, csr_operator, propagation_matrix
 
 AGGR_CLIP = 1e4
 ZERO_COUNT = 0.1
@@ -58,9 +58,13 @@ class SaintMiniBatch(MiniBatch):
         if self.norm_degree is None or self.edge_weight is None:
             return super().adj(norm)
         if norm not in self._adj:
-            self._adj[norm] = saint_propagation_matrix(
-                self.edge_index, self.num_nodes, self.edge_weight, self.norm_degree, norm
-            )
+            if self.csr_ptr is not None:
+                self._adj[norm] = csr_operator(self.csr_ptr, self.edge_index[0], self.num_nodes, self.edge_weight,
+                                               norm, degree=self.norm_degree)
+            else:
+                self._adj[norm] = saint_propagation_matrix(
+                    self.edge_index, self.num_nodes, self.edge_weight, self.norm_degree, norm
+                )
         return self._adj[norm]
 
 

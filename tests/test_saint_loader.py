@@ -12,6 +12,7 @@ from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
 from gnnsys.datasets.loaders.synthetic import load_sbm, sbm_graph
 from gnnsys.errors import ConfigError
+from gnnsys.loading import LoadingPipeline
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,8 @@ def test_builds_each_sampler_with_normalization(sbm, name):
     assert isinstance(s, SAINT_SAMPLERS[name]) and s.stats is not None
     assert s.graph_mode == "full" and s.num_train == sbm.split["train"].numel()
     b = next(iter(s))
+    assert b.x is None and b.y is None  # the sampler gives the subgraph only: the pipeline fetches
+    b = next(iter(LoadingPipeline(s, sbm)))
     assert torch.equal(b.x, sbm.features.gather(b.node_ids)) and torch.equal(b.y, sbm.labels[b.node_ids])
     train = torch.zeros(600, dtype=torch.bool)
     train[sbm.split["train"]] = True

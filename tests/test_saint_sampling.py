@@ -120,11 +120,21 @@ def test_sample_returns_next_subgraph(graph):
     assert torch.equal(b0.node_ids, ref[0].node_ids) and torch.equal(b1.node_ids, ref[1].node_ids)
 
 
-def test_batches_carry_features_and_labels(graph):
+def test_batches_carry_features_and_labels_through_the_pipeline(graph):
+    from gnnsys.storage import InMemoryFeatureStore
+
+    from gnnsys.loading import FetchFeatures, LoadingPipeline
+
     x = torch.randn(graph.num_nodes, 5)
     y = torch.randint(0, 3, (graph.num_nodes,))
-    b = make("rw", graph, features=x, labels=y).sample()
-    assert torch.equal(b.x, x[b.node_ids]) and torch.equal(b.y, y[b.node_ids])
+    s = make("rw", graph, num_subgraphs=3)
+    assert s.sample_at([0])[0].x is None  # samplers produce subgraphs only
+    got = list(LoadingPipeline(s, fetch=FetchFeatures(InMemoryFeatureStore(x), y)))
+    ref = make("rw", graph, num_subgraphs=3).sample_at([0, 1, 2])
+    assert len(got) == 3
+    for b, r in zip(got, ref):
+        assert torch.equal(b.node_ids, r.node_ids) and torch.equal(b.edge_index, r.edge_index)
+        assert torch.equal(b.x, x[b.node_ids]) and torch.equal(b.y, y[b.node_ids])
 
 
 def test_dataloader_with_workers_gives_the_same_epoch(graph):

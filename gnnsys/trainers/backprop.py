@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from gnnsys.batch import MiniBatch
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
+from gnnsys.loading import LoadingPipeline, full_batch, operator_norms
 from gnnsys.metrics import accuracy, graph_metric, higher_is_better, link_metric
 from gnnsys.models.stack import GNNStack
 from gnnsys.samplers.full import FullGraphLoader, GraphBatchLoader, LinkBatchLoader
@@ -55,13 +56,54 @@ def clip_parts(model: GNNStack, max_norm: float) -> None:
             torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
+def feature_counters(store: object) -> dict[str, dict[str, float]] | None:
+    """A snapshot of ``store.stats()`` for a store with several tiers (``None`` otherwise)."""
+    stats = getattr(store, "stats", None)
+    if stats is None:
+        return None
+    snap = stats()
+    return snap if len(snap) > 1 else None
+
+
+def feature_traffic(store: object, before: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]] | None:
+    """Rows and bytes each tier of ``store`` served since ``before`` (a ``feature_counters``
+    snapshot), and the cache tier's hit rate (its share of the rows served): what an epoch
+    line and its JSON record show."""
+    if before is None:
+        return None
+    now = feature_counters(store) or {}
+    out: dict[str, dict[str, float]] = {}
+    for tier, cur in now.items():
+        prev = before.get(tier, {})
+        out[tier] = {k: cur[k] - prev.get(k, 0) for k in ("rows", "bytes") if k in cur}
+    if "cache" in out:
+        total = sum(v.get("rows", 0) for v in out.values())
+        out["cache"]["hit_rate"] = out["cache"].get("rows", 0) / total if total else 0.0
+    return out
+
+
+def traffic_postfix(moved: dict[str, dict[str, float]] | None) -> dict[str, str]:
+    """Progress-bar fields for an epoch's feature traffic: cache hit rate and MB per tier."""
+    if not moved:
+        return {}
+    out = {}
+    if "hit_rate" in moved.get("cache", {}):
+        out["hit"] = f"{moved['cache']['hit_rate']:.2f}"
+    for tier, v in moved.items():
+        if tier != "cache" and "bytes" in v:
+            out[f"{tier}_MB"] = f"{v['bytes'] / 2**20:.0f}"
+    return out
+
+
 class BackpropTrainer:
     """Trains a ``GNNStack`` end to end with Adam; keeps the best-validation weights.
 
     ``fit(model, dataset, loader=None, split=None)``: ``loader`` is any iterable of
     ``MiniBatch`` (default: full graph for node tasks, batches of training pairs for link
     tasks, batches of graphs for graph tasks); ``split`` overrides ``dataset.split``
-    (random node splits, CV folds). Evaluation is full-batch on the whole graph.
+    (random node splits, CV folds). Batches reach the model through the loading pipeline
+    (``gnnsys.loading.LoadingPipeline``: operators, features, device copy, prefetching) unless
+    ``loader`` is one already. Evaluation is full-batch on the whole graph.
     """
 
     def __init__(self, config: TrainConfig) -> None:
@@ -97,7 +139,9 @@ class BackpropTrainer:
         for k in keys:
             if k not in split:
                 continue
-            preds = [model(b.to(self.device)).cpu() for b in GraphBatchLoader(dataset, split[k], batch_size=256)]
+            batches = LoadingPipeline(GraphBatchLoader(dataset, split[k], batch_size=256), dataset, device=self.device,
+                                      operators=operator_norms(model), backward=False, prefetch=0)
+            preds = [model(b).cpu() for b in batches]
             pred = torch.cat(preds)
             y = dataset.labels[split[k]]
             res[k] = graph_metric(dataset.metric, pred, y, ogb)
@@ -108,7 +152,7 @@ class BackpropTrainer:
     def _full(self, dataset: Dataset) -> MiniBatch:
         cached = getattr(self, "_full_cache", None)
         if cached is None or cached[0] is not dataset:
-            self._full_cache = (dataset, MiniBatch.full(dataset, self.device))
+            self._full_cache = (dataset, full_batch(dataset, self.device))
         return self._full_cache[1]
 
     def _scores(self, model: GNNStack, h: torch.Tensor, pairs: torch.Tensor, chunk: int = 1 << 16):
@@ -118,14 +162,23 @@ class BackpropTrainer:
 
     # --------------------------------------------------------------------- fit
     def default_loader(self, dataset: Dataset, split: dict[str, torch.Tensor]) -> Iterable[MiniBatch]:
+        """The training batches' source when none is given (before the loading pipeline)."""
         c = self.config
         if dataset.task == "node":
-            loader = FullGraphLoader(dataset, "train", self.device)
-            loader.batch.target = split["train"].to(self.device)
+            loader = FullGraphLoader(dataset, "train")
+            loader.batch.target = split["train"]
             return loader
         if dataset.task == "link":
-            return LinkBatchLoader(dataset, c.batch_size, c.num_neg, c.seed, self.device)
+            return LinkBatchLoader(dataset, c.batch_size, c.num_neg, c.seed)
         return GraphBatchLoader(dataset, split["train"], c.batch_size, shuffle=True, seed=c.seed)
+
+    def pipeline(self, model: GNNStack, dataset: Dataset, source: Iterable[MiniBatch]) -> LoadingPipeline:
+        """``source`` through the loading pipeline: the model's operators, the dataset's features,
+        this trainer's device (``config.prefetch`` batches ahead)."""
+        if isinstance(source, LoadingPipeline):
+            return source
+        return LoadingPipeline(source, dataset, device=self.device, operators=operator_norms(model),
+                               prefetch=self.config.prefetch)
 
     def train_step(self, model: GNNStack, batch: MiniBatch, dataset: Dataset) -> torch.Tensor:
         """Loss of one mini-batch (not yet backpropagated)."""
@@ -141,7 +194,8 @@ class BackpropTrainer:
         c = self.config
         split = split or dataset.split
         model.to(self.device)
-        loader = loader if loader is not None else self.default_loader(dataset, split)
+        loader = self.pipeline(model, dataset, loader if loader is not None else self.default_loader(dataset, split))
+        store = dataset.features
         opt = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, c.lr_decay_step, c.lr_decay) if c.lr_decay_step else None
         hist = History(metric=dataset.metric)
@@ -153,8 +207,8 @@ class BackpropTrainer:
         for epoch in bar:
             model.train()
             total, nb = 0.0, 0
+            before = feature_counters(store)
             for batch in loader:
-                batch = batch.to(self.device)
                 opt.zero_grad()
                 loss = self.train_step(model, batch, dataset)
                 loss.backward()
@@ -165,6 +219,9 @@ class BackpropTrainer:
             if sched is not None:
                 sched.step()
             rec = {"epoch": epoch, "loss": total / max(nb, 1)}
+            moved = feature_traffic(store, before)
+            if moved is not None:
+                rec["features"] = moved
             if epoch % c.eval_every == 0 or epoch == c.epochs:
                 rec.update(self.evaluate(model, dataset, split))
                 val = rec.get("valid", float("nan"))
@@ -180,7 +237,7 @@ class BackpropTrainer:
                 else:
                     since += c.eval_every
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", val=f"{val:.4f}", test=f"{rec.get('test', 0):.4f}",
-                                refresh=False)
+                                **traffic_postfix(moved), refresh=False)
             hist.epochs.append(rec)
             if c.patience is not None and since >= c.patience:
                 break

@@ -252,6 +252,10 @@ def with_virtual_nodes(batch: MiniBatch, x: torch.Tensor, members: torch.Tensor,
     ids = torch.cat([batch.node_ids, torch.full((num_classes,), -1, dtype=batch.node_ids.dtype, device=dev)])
     kw: dict[str, Any] = dict(node_ids=ids, edge_index=ei, x=xv, edge_weight=ew, target=batch.target,
                               loss_weight=batch.loss_weight)
+    if batch.csr_ptr is not None and torch.unique(members).numel() == members.numel():
+        # keep the CSR order of the targets: the operators need no sort
+        kw["edge_index"], kw["edge_weight"], kw["csr_ptr"] = _csr_with_virtual_nodes(
+            batch, members, classes.to(dev), num_classes, direction)
     deg = getattr(batch, "norm_degree", None)
     if deg is not None:  # GraphSAINT batch normalized by sampling-graph degrees: count the new links
         if direction == "both":  # members now also read their class node
@@ -260,6 +264,41 @@ def with_virtual_nodes(batch: MiniBatch, x: torch.Tensor, members: torch.Tensor,
         kw["norm_degree"] = torch.cat([deg, vdeg])
         return type(batch)(**kw)
     return MiniBatch(**kw)
+
+
+def _csr_with_virtual_nodes(batch: MiniBatch, members: torch.Tensor, classes: torch.Tensor, num_classes: int,
+                            direction: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The edges of ``with_virtual_nodes`` in CSR order of the targets (sorted by (dst, src)),
+    from a batch already in that order, without a sort of its edges: a member's link from its
+    class node (``"both"``) has the largest source id, so it ends the member's row; the rows of
+    the class nodes (their members, ascending) come after every other row."""
+    n, dev = batch.num_nodes, batch.edge_index.device
+    ei, ew, crow = batch.edge_index, batch.edge_weight, batch.csr_ptr.to(dev)
+    order = torch.argsort(classes * n + members)  # class nodes' rows: members ascending
+    vn_rows = torch.stack([members[order], n + classes[order]])
+    vn_crow = torch.cumsum(torch.bincount(classes, minlength=num_classes), 0)
+    ones = None if ew is None else torch.ones(members.numel(), dtype=ew.dtype, device=dev)
+    if direction == "both":
+        added = torch.zeros(n, dtype=torch.long, device=dev)
+        added[members] = 1
+        before = torch.cumsum(added, 0) - added  # links inserted in earlier rows
+        rows = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff(), output_size=ei.size(1))
+        m = ei.size(1) + members.numel()
+        pos = torch.arange(ei.size(1), device=dev) + before[rows]
+        head = crow[1:] + before + added  # row ends after the insertions
+        new_ei = torch.empty(2, m, dtype=ei.dtype, device=dev)
+        new_ei[:, pos] = ei
+        new_ei[:, head[members] - 1] = torch.stack([n + classes, members])
+        new_w = None
+        if ew is not None:
+            new_w = torch.empty(m, dtype=ew.dtype, device=dev)
+            new_w[pos] = ew
+            new_w[head[members] - 1] = 1.0
+        ei, ew = new_ei, new_w
+        crow = torch.cat([crow[:1], head])
+    ei = torch.cat([ei, vn_rows], 1)
+    ew = None if ew is None else torch.cat([ew, ones])
+    return ei, ew, torch.cat([crow, crow[-1] + vn_crow])
 
 
 def node_input(dataset: Dataset, batch: MiniBatch) -> torch.Tensor:

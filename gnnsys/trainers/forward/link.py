@@ -55,8 +55,11 @@ class LinkForward:
     def _loader(self, loader: Iterable[MiniBatch] | None) -> tuple[Iterable[MiniBatch], bool]:
         if loader is not None:
             return loader, False
+        from gnnsys.loading import LoadingPipeline
+
         bs = self.s.batch_size or 65536
-        return LinkBatchLoader(self.dataset, bs, self.s.num_neg, self.seed, self.device), True
+        return LoadingPipeline(LinkBatchLoader(self.dataset, bs, self.s.num_neg, self.seed), self.dataset,
+                               device=self.device), True
 
     def _bce(self, z: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
         pos = pair_logits(z, batch.pos_edges, self.s.variant if self.s.variant != "top-down" else "forward-ce",

@@ -44,7 +44,11 @@ class ForwardTrainer:
             from gnnsys.samplers.saint import make_saint_loader
         except ImportError as e:  # pragma: no cover - depends on the GraphSAINT package landing
             raise ConfigError(f"--sampler {self.config.sampler} needs gnnsys.samplers.saint: {e}") from e
-        return make_saint_loader(dataset, self.config, device=self.config.device)
+        from gnnsys.loading import LoadingPipeline
+
+        # no operators here: the forward trainers add virtual nodes to each batch first
+        return LoadingPipeline(make_saint_loader(dataset, self.config, device=self.config.device), dataset,
+                               device=self.device, prefetch=self.config.prefetch)
 
     def build(self, dataset: Dataset) -> Any:
         """The variant's trainer object (``fit(loader, quiet)`` -> ``History``)."""
