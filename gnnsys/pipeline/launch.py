@@ -29,10 +29,11 @@ import torch.distributed as dist
 
 from gnnsys.config import TrainConfig
 from gnnsys.errors import ConfigError, GnnsysError
-from gnnsys.pipeline.comm import Comm, timeout_delta
+from gnnsys.pipeline.comm import REPORT_WAIT_S, Comm, timeout_delta
 
-#: Seconds the last live rank of a failed run gets to exit on its own before it is ended.
-LONE_RANK_GRACE_S = 3.0
+#: Seconds the last live rank of a failed run gets to exit on its own before it is ended: room
+#: for its own failure report (it waits up to ``REPORT_WAIT_S`` for the dead rank's).
+LONE_RANK_GRACE_S = REPORT_WAIT_S + 7.0
 
 
 class PipelineError(GnnsysError):

@@ -57,7 +57,9 @@ def run_pipe(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor])
     cfg = resolve_counts(cfg)
     if env_world_size() is not None:
         ctx = init_from_env(cfg)
-        return run_rank(ctx, dataset, cfg, split)
+        result = run_rank(ctx, dataset, cfg, split)
+        shutdown()  # only after success: tearing down a group with a dead peer can block
+        return result
     if cfg.stages == 1:
         from gnnsys.pipeline.launch import check_backend
 
