@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import time
@@ -39,6 +40,7 @@ def model_for(dataset: Dataset, cfg: TrainConfig) -> GNNStack:
         cfg.layer, dataset.num_features, cfg.hidden, dataset.num_classes, cfg.layers, dropout=cfg.dropout,
         task=dataset.task, encoder=encoder, num_nodes=dataset.num_nodes, norm=cfg.norm,
         link_head=cfg.link_head or "mlp", readout=cfg.readout or "sum", layer_kwargs=cfg.extra.get("layer_kwargs"),
+        residual=cfg.residual,
     )
 
 
@@ -118,8 +120,9 @@ def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]
         dataset = _with_split(dataset, split) if split is not dataset.split else dataset
         return ForwardTrainer(cfg).run(with_feature_store(dataset, cfg, split))
     if cfg.trainer == "pipe":
-        raise ConfigError("the 'pipe' trainer (GNNPipe) is not available in this version; "
-                          "use --trainer backprop or forward")
+        from gnnsys.pipeline import run_pipe
+
+        return run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split)
     from gnnsys.trainers.backprop import BackpropTrainer
 
     model = model_for(dataset, cfg)
@@ -191,7 +194,7 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
         "config": cfg.to_dict(),
         "runs": runs,
     }
-    if cfg.out:
+    if cfg.out and int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun only rank 0 writes
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.out).write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -10,8 +10,11 @@ from dataclasses import fields
 
 from gnnsys.config import (
     CACHE_POLICIES,
+    DIST_BACKENDS,
     FEATURE_KINDS,
     INITS,
+    PARALLEL_SCHEMES,
+    PIPE_TRAIN_MODES,
     SAINT_UNSEEN_EDGES,
     SAMPLERS,
     TRAINERS,
@@ -78,6 +81,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--forward-vn-edges", choices=VN_EDGE_DIRECTIONS, default=None,
       help="class virtual-node links: both ways (the paper's) or member -> virtual node only; "
            "default: to-vn for sf, both for the other variants")
+    a("--residual", action="store_true", default=None, help="layers that keep the width add their input (deep stacks)")
+    g = p.add_argument_group("GNNPipe (--trainer pipe)")
+    g.add_argument("--stages", type=int, default=None,
+                   help="ranks: pipeline stages (--parallel layer) or partitions (graph); default WORLD_SIZE or 1")
+    g.add_argument("--chunks", type=int, default=None,
+                   help="graph chunks (micro-batches), >= stages; default 2 x stages")
+    g.add_argument("--parallel", choices=PARALLEL_SCHEMES, default=None,
+                   help="layer: GNNPipe (default); graph: graph-parallel baseline (halo exchange every layer)")
+    g.add_argument("--no-staleness", dest="pipe_stale", action="store_false", default=None,
+                   help="exact mode: no historical embeddings (equals single-process training; no overlap)")
+    g.add_argument("--pipe-warmup", type=int, default=None, help="first epochs run exact (default 0)")
+    g.add_argument("--pipe-smoothing", type=float, default=None,
+                   help="PipeGCN-style smoothing gamma of the historical embeddings (0 = off; PipeGCN: 0.95)")
+    g.add_argument("--pipe-train", choices=PIPE_TRAIN_MODES, default=None,
+                   help="backprop (default) or sf: ForwardGNN SF local losses, no gradient crosses a stage")
+    g.add_argument("--backend", choices=DIST_BACKENDS, default=None, help="torch.distributed backend (default auto)")
+    g.add_argument("--dist-timeout", type=float, default=None,
+                   help="seconds to wait for a peer before failing with its rank named (default 60)")
+    g.add_argument("--threads-per-rank", type=int, default=None, help="torch threads per rank")
     a("--out", default=None, help="write results JSON here")
     a("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
@@ -94,11 +116,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**given)
 
 
+def is_primary() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from gnnsys.api import summary_line, train
 
     result = train(config_from_args(args))
-    print(summary_line(result), flush=True)
+    if is_primary():  # under torchrun, one summary
+        print(summary_line(result), flush=True)
     return 0
 
 

@@ -25,6 +25,11 @@ FEATURE_KINDS = ("memory", "tiered")
 CACHE_POLICIES = ("static-degree", "static-pagerank", "static-saint", "lru", "s3fifo", "hybrid", "planned")
 #: The tiered store's policy when none is named: Belady inside a window of batches sampled ahead.
 DEFAULT_CACHE_POLICY = "planned"
+#: GNNPipe (``--trainer pipe``): layer-parallel pipeline or the graph-parallel baseline.
+PARALLEL_SCHEMES = ("layer", "graph")
+#: How a pipeline stage learns: end-to-end backprop, or ForwardGNN's SF local loss per layer.
+PIPE_TRAIN_MODES = ("backprop", "sf")
+DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
 def default_vn_edges(variant: str) -> str:
@@ -104,6 +109,19 @@ class TrainConfig:
     # "to-vn" (member -> virtual node only: a member's state never reads its class node);
     # None: the variant's default (``default_vn_edges``)
     forward_vn_edges: str | None = None
+    # deep stacks: a layer that keeps the width adds its input (h + f(h))
+    residual: bool = False
+    # GNNPipe (--trainer pipe, gnnsys.pipeline)
+    stages: int | None = None  # ranks: pipeline stages (layer) or partitions (graph); None: WORLD_SIZE or 1
+    chunks: int | None = None  # graph chunks flowing through the stages; None: 1 for one stage, else 2 x stages
+    parallel: str = "layer"  # "layer" (GNNPipe) or "graph" (graph-parallel baseline, halo exchange per layer)
+    pipe_stale: bool = True  # read not-yet-computed chunks from last epoch's embeddings (False: exact, no overlap)
+    pipe_warmup: int = 0  # first epochs run exact (no staleness)
+    pipe_smoothing: float = 0.0  # PipeGCN-style history smoothing gamma (0: off; PipeGCN's code uses 0.95)
+    pipe_train: str = "backprop"  # "backprop" or "sf" (ForwardGNN SF local losses: no gradient crosses a stage)
+    backend: str = "auto"  # torch.distributed backend: auto (nccl on cuda, gloo on cpu), gloo, nccl
+    dist_timeout: float = 60.0  # seconds a rank waits for a peer before failing with the peer's rank named
+    threads_per_rank: int | None = None  # torch threads per rank (None: cores / local ranks)
     # output
     out: str | None = None
     quiet: bool = False
@@ -152,9 +170,50 @@ class TrainConfig:
             raise ConfigError("--cache-policy, --cache-device and --cache-window need --features tiered")
         if self.prefetch is not None and self.prefetch < 0:
             raise ConfigError(f"--prefetch must be >= 0 batches (0 turns it off), got {self.prefetch}")
+        self._validate_pipe()
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"--grad-clip must be > 0 (a maximum gradient norm), got {self.grad_clip}; "
                               "leave it out for no clipping")
+
+    def _validate_pipe(self) -> None:
+        """The GNNPipe fields (``--trainer pipe``)."""
+        if self.trainer != "pipe":
+            given = [k for k, v in (("stages", self.stages), ("chunks", self.chunks)) if v is not None]
+            given += [k for k, v, d in (("parallel", self.parallel, "layer"),
+                                        ("pipe-train", self.pipe_train, "backprop")) if v != d]
+            if given:
+                raise ConfigError(f"--{given[0]} needs --trainer pipe (GNNPipe); add it or leave --{given[0]} out")
+            return
+        if self.parallel not in PARALLEL_SCHEMES:
+            raise ConfigError(f"--parallel must be one of {PARALLEL_SCHEMES}, not {self.parallel!r}")
+        if self.pipe_train not in PIPE_TRAIN_MODES:
+            raise ConfigError(f"--pipe-train must be one of {PIPE_TRAIN_MODES}, not {self.pipe_train!r}")
+        if self.pipe_train == "sf" and self.parallel != "layer":
+            raise ConfigError("--pipe-train sf trains each pipeline stage on local losses; it needs --parallel layer")
+        if self.backend not in DIST_BACKENDS:
+            raise ConfigError(f"--backend must be one of {DIST_BACKENDS}, not {self.backend!r}")
+        if self.stages is not None and self.stages < 1:
+            raise ConfigError(f"--stages must be >= 1, got {self.stages}")
+        if self.chunks is not None and self.chunks < 1:
+            raise ConfigError(f"--chunks must be >= 1, got {self.chunks}")
+        if self.stages is not None and self.chunks is not None and self.chunks < self.stages:
+            raise ConfigError(f"--chunks {self.chunks} < --stages {self.stages}: every stage needs a chunk in flight; "
+                              f"use --chunks >= {self.stages}")
+        if self.stages is not None and self.layers is not None and self.parallel == "layer" \
+                and self.stages > self.layers:
+            raise ConfigError(f"--stages {self.stages} > --layers {self.layers}: each pipeline stage owns at least one "
+                              f"layer; use --stages <= {self.layers} or more layers")
+        if self.pipe_warmup < 0:
+            raise ConfigError(f"--pipe-warmup must be >= 0, got {self.pipe_warmup}")
+        if not 0.0 <= self.pipe_smoothing < 1.0:
+            raise ConfigError(f"--pipe-smoothing must be in [0, 1) (PipeGCN uses 0.95), got {self.pipe_smoothing}")
+        if not self.dist_timeout > 0:
+            raise ConfigError(f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}")
+        if self.threads_per_rank is not None and self.threads_per_rank < 1:
+            raise ConfigError(f"--threads-per-rank must be >= 1, got {self.threads_per_rank}")
+        if self.sampler != "full":
+            raise ConfigError("--trainer pipe trains on the full graph (chunks are its micro-batches); "
+                              "leave --sampler at 'full'")
 
     def resolved(self, dataset_name: str, task: str) -> TrainConfig:
         """A copy with every ``None`` filled from the dataset's defaults."""

@@ -29,6 +29,7 @@ def build_model(
     readout: str = "sum",
     node_head: str = "conv",
     layer_kwargs: dict[str, Any] | None = None,
+    residual: bool = False,
 ) -> GNNStack:
     """Build a ``GNNStack``.
 
@@ -45,6 +46,7 @@ def build_model(
     - ``layer_kwargs``: passed to every layer; with ``node_head="conv"`` the class-score layer
       gets ``heads=1`` (as GAT's output layer on Cora) when ``heads`` is given.
     - ``norm``: ``None`` or ``"batch"`` (BatchNorm after every hidden layer).
+    - ``residual``: every layer that keeps the width adds its input to its output.
     - ``dropout``: before every layer for node and link tasks (not on a learned embedding
       table) and between the layers of the link MLP; for graph tasks only in the head.
     """
@@ -93,4 +95,4 @@ def build_model(
     # link baselines apply dropout only between layers).
     input_dropout = 0.0 if encoder == "embedding" else None
     return GNNStack(layers, head, enc, task=task, norms=norms, dropout=layer_dropout, activate_last=activate_last,
-                    input_dropout=input_dropout)
+                    input_dropout=input_dropout, residual=residual)

@@ -55,7 +55,8 @@ class GNNStack(nn.Module):
     (a head with ``all_layers = True`` receives the list ``[h^(0), ..., h^(L)]`` instead).
     ``forward_layer(i, h, batch)`` applies dropout to ``h``, layer ``i``, and (except after the
     last layer when ``activate_last`` is false) the layer's norm and the activation: the output
-    is exactly what layer ``i+1`` receives. Per-layer access is what lets a forward-only
+    is exactly what layer ``i+1`` receives. With ``residual`` a layer that keeps the width adds
+    its input to that output (``h + f(h)``; deep stacks). Per-layer access is what lets a forward-only
     trainer train layer by layer, a pipeline cut the stack into stages, and Virgo set each
     layer's variance.
     """
@@ -71,6 +72,7 @@ class GNNStack(nn.Module):
         dropout: float = 0.0,
         activate_last: bool = False,
         input_dropout: float | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -82,6 +84,7 @@ class GNNStack(nn.Module):
         self.dropout = dropout
         self.input_dropout = dropout if input_dropout is None else input_dropout
         self.activate_last = activate_last
+        self.residual = residual
 
     @property
     def num_layers(self) -> int:
@@ -112,6 +115,7 @@ class GNNStack(nn.Module):
     def forward_layer(self, i: int, h: torch.Tensor, batch: MiniBatch) -> torch.Tensor:
         """Output of layer ``i`` after its norm and activation (what layer ``i+1`` receives)."""
         layer = self.layers[i]
+        h_in = h
         if i == 0:
             h = input_dropout(h, self.input_dropout, self.training, accepts_sparse_input(layer))
         else:
@@ -119,6 +123,8 @@ class GNNStack(nn.Module):
         h = self.apply_layer(layer, h, batch)
         if i < self.num_layers - 1 or self.activate_last:
             h = self.act(self.norms[i](h))
+        if self.residual and not h_in.is_sparse_csr and h_in.shape == h.shape:
+            h = h + h_in
         return h
 
     def embed(self, batch: MiniBatch) -> torch.Tensor:

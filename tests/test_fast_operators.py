@@ -175,6 +175,7 @@ def test_virtual_node_batches_keep_csr_order(direction):
     """ForwardGNN's class virtual nodes appended to a CSR-ordered batch: the same edges as the
     COO construction, in (dst, src) order with the right row pointer, so the operators match."""
     from gnnsys.samplers.saint_samplers import SaintNodeSampler
+
     from gnnsys.trainers.forward.common import with_virtual_nodes
 
     n = 200

@@ -90,7 +90,7 @@ def test_cli_config_file(tmp_path):
         (["train", "--layer", "nosuchconv", "--epochs", "1"], "unknown layer 'nosuchconv'"),
         (["train", "--layers", "0"], "--layers must be >= 1"),
         (["train", "--grad-clip", "-1"], "--grad-clip must be > 0"),
-        (["train", "--trainer", "pipe", "--epochs", "1"], "not available"),
+        (["train", "--trainer", "pipe", "--stages", "4", "--layers", "2", "--epochs", "1"], "--stages 4 > --layers 2"),
         (["train", "--dataset", "cora", "--data-root", "/nonexistent/data"], "GNNSYS_DATA"),
     ],
 )
