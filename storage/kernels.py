@@ -66,3 +66,17 @@ def copy_rows(out: np.ndarray, src: np.ndarray, rows: np.ndarray, positions: np.
         o = out[positions[i]]
         for j in range(d):
             o[j] = a[j]
+
+
+@njit(cache=True, nogil=True)
+def apply_admissions(slot_of: np.ndarray, node_of_slot: np.ndarray, ids: np.ndarray, slots: np.ndarray) -> None:
+    """Rows ``ids`` now live in ``slots``: update the slot map and its inverse in one pass. A
+    slot's old row leaves the map only if it still points there (an admission earlier in the
+    list may have moved it to another slot)."""
+    for k in range(ids.shape[0]):
+        s = slots[k]
+        old = node_of_slot[s]
+        if old >= 0 and slot_of[old] == s:
+            slot_of[old] = -1
+        slot_of[ids[k]] = s
+        node_of_slot[s] = ids[k]

@@ -145,61 +145,31 @@ def lru_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, stamp: 
 
 
 @njit(cache=True, nogil=True)
-def _s3_evict(slot_node: np.ndarray, freq: np.ndarray, sq: np.ndarray, mq: np.ndarray, ghost_time: np.ndarray,
-              st: np.ndarray, pos: np.ndarray, rec_of: np.ndarray, rec_batch: np.ndarray) -> int:
-    """Free one slot (GraphBolt's S3-FIFO ``Evict``): first from the small queue while it is
-    above its target (a row hit while in it moves to the main queue with its count reset; one
-    not hit goes to the ghost queue and frees its slot), else from the main queue (a row with
-    hits left is put back with one hit fewer; the first without frees its slot)."""
-    cap = st[0]
-    s_target = st[7]
-    while st[3] > s_target:  # small queue: head st[2], length st[3]
-        s = sq[st[2]]
-        st[2] = (st[2] + 1) % cap
-        st[3] -= 1
-        if freq[s] > 0:
-            freq[s] = 0
-            mq[(st[4] + st[5]) % cap] = s
-            st[5] += 1
-        else:
-            ghost_time[slot_node[s]] = st[6]
-            st[6] += 1
-            slot_node[s] = -1
-            _drop_record(s, pos, rec_of, rec_batch, st[9])
-            return s
-    while True:  # main queue: head st[4], length st[5]
-        s = mq[st[4]]
-        st[4] = (st[4] + 1) % cap
-        if freq[s] > 0:
-            freq[s] -= 1
-            mq[(st[4] + st[5] - 1) % cap] = s
-        else:
-            st[5] -= 1
-            slot_node[s] = -1
-            _drop_record(s, pos, rec_of, rec_batch, st[9])
-            return s
-
-
-@njit(cache=True, nogil=True)
 def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq: np.ndarray, sq: np.ndarray,
                 mq: np.ndarray, ghost_time: np.ndarray, st: np.ndarray, rec_of: np.ndarray,
                 rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """S3-FIFO (Yang et al., SOSP 2023) as DGL GraphBolt implements it, one row at a time in
     batch order: a hit adds one to the row's 2-bit count (at most 3); a miss takes a free slot
-    or evicts one (``_s3_evict``) and enters the main queue if the ghost queue remembers it,
-    else the small queue, with count 0. The small queue's target is ``capacity // 10``; the
-    ghost queue remembers the last ``capacity - capacity // 10`` rows evicted from the small
+    or evicts one and enters the main queue if the ghost queue remembers it, else the small
+    queue, with count 0. Eviction (GraphBolt's ``Evict``): while the small queue is above its
+    target (``capacity // 10``) its oldest row either moves to the main queue with its count
+    reset (it was hit while there) or goes to the ghost and frees its slot; otherwise the main
+    queue's oldest row is put back with one hit fewer, until one without hits frees its slot.
+    The ghost remembers the last ``capacity - capacity // 10`` rows evicted from the small
     queue (a row's ghost entry is its eviction time; a re-admitted row leaves the ghost).
 
     ``st`` holds ``[capacity, used, s_head, s_len, m_head, m_len, ghost_clock, s_target,
-    ghost_capacity, batch]``.
+    ghost_capacity, batch]``; the queues are rings of ``capacity`` slots.
     """
-    cap = st[0]
+    cap, used, sh, sl, mh, ml, clock, s_target, g_cap, batch = (st[0], st[1], st[2], st[3], st[4], st[5], st[6],
+                                                                 st[7], st[8], st[9])
     n = uniq.shape[0]
     pos = np.empty(n, np.int64)
     slot = np.empty(n, np.int64)
     na = 0
-    g_cap = st[8]
+    ghost = np.empty(n, np.int64)
+    for i in range(n):  # independent loads first (they overlap); the scan below is sequential
+        ghost[i] = ghost_time[uniq[i]]
     for i in range(n):
         x = uniq[i]
         s = slots[i]
@@ -207,23 +177,57 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
             if freq[s] < 3:
                 freq[s] += 1
             continue
-        if st[1] < cap:
-            s = st[1]
-            st[1] += 1
+        if used < cap:
+            s = used
+            used += 1
         else:
-            s = _s3_evict(slot_node, freq, sq, mq, ghost_time, st, pos, rec_of, rec_batch)
-        gt = ghost_time[x]
-        if gt >= 0 and st[6] - gt <= g_cap:
+            s = -1
+            while sl > s_target:  # the small queue
+                v = sq[sh]
+                sh += 1
+                if sh == cap:
+                    sh = 0
+                sl -= 1
+                if freq[v] > 0:
+                    freq[v] = 0
+                    t = mh + ml
+                    mq[t - cap if t >= cap else t] = v
+                    ml += 1
+                else:
+                    ghost_time[slot_node[v]] = clock
+                    clock += 1
+                    s = v
+                    break
+            while s < 0:  # the main queue
+                v = mq[mh]
+                mh += 1
+                if mh == cap:
+                    mh = 0
+                if freq[v] > 0:
+                    freq[v] -= 1
+                    t = mh + ml - 1
+                    mq[t - cap if t >= cap else t] = v
+                else:
+                    ml -= 1
+                    s = v
+            slot_node[s] = -1
+            _drop_record(s, pos, rec_of, rec_batch, batch)
+        # a row missing at the start of the batch cannot have entered the ghost since; a hit evicted
+        # earlier in this batch may have
+        gt = ghost[i] if slots[i] < 0 else ghost_time[x]
+        if gt >= 0 and clock - gt <= g_cap:
             ghost_time[x] = -1
-            mq[(st[4] + st[5]) % cap] = s
-            st[5] += 1
+            t = mh + ml
+            mq[t - cap if t >= cap else t] = s
+            ml += 1
         else:
-            sq[(st[2] + st[3]) % cap] = s
-            st[3] += 1
+            t = sh + sl
+            sq[t - cap if t >= cap else t] = s
+            sl += 1
         slot_node[s] = x
         freq[s] = 0
-        na = _record(s, i, pos, slot, na, rec_of, rec_batch, st[9])
-    st[9] += 1
+        na = _record(s, i, pos, slot, na, rec_of, rec_batch, batch)
+    st[1], st[2], st[3], st[4], st[5], st[6], st[9] = used, sh, sl, mh, ml, clock, batch + 1
     return _compact(pos, slot, na)
 
 
@@ -295,155 +299,187 @@ def rankset_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 # columns of the planned policy's per-node table (one cache line per node touched)
 P_SLOT, P_NEXT, P_LAST, P_RANK = 0, 1, 2, 3
+# entries of the planned policy's state vector
+S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_POOL = 0, 1, 2, 3, 4, 5, 6
 
 
 @njit(cache=True, nogil=True)
-def _bucket_push(b: int, s: int, head: np.ndarray, nxt: np.ndarray, prv: np.ndarray, key: np.ndarray) -> None:
-    h = b % head.shape[0]
-    f = head[h]
-    nxt[s] = f
-    prv[s] = -1
-    if f >= 0:
-        prv[f] = s
-    head[h] = s
-    key[s] = b
+def _bucket_push(b: int, s: int, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray,
+                 st: np.ndarray) -> None:
+    """Slot ``s`` now has next use ``b``: push it on bucket ``b``'s list. Lists are lazy: an entry
+    stays behind when its slot is re-keyed or evicted, and is skipped when it reaches the top
+    (``_bucket_top``). Entries live in a ring (``pool_*``) that the caller keeps large enough
+    for the window: an entry is dead once its bucket's batch is served."""
+    e = st[S_POOL]
+    pm = pool_slot.shape[0] - 1
+    h = b & (head.shape[0] - 1)
+    pool_slot[e & pm] = s
+    pool_next[e & pm] = head[h]
+    head[h] = e
+    st[S_POOL] = e + 1
+    if b > st[S_HI]:
+        st[S_HI] = b
 
 
 @njit(cache=True, nogil=True)
-def _bucket_unlink(s: int, head: np.ndarray, nxt: np.ndarray, prv: np.ndarray, key: np.ndarray) -> None:
-    p, q = prv[s], nxt[s]
-    if p >= 0:
-        nxt[p] = q
-    else:
-        head[key[s] % head.shape[0]] = q
-    if q >= 0:
-        prv[q] = p
+def _bucket_top(t: int, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray,
+                st: np.ndarray) -> int:
+    """The pool entry of a resident with the furthest next use in the window (after batch ``t``),
+    dropping stale entries on the way; -1 if no resident has a next use in the window."""
+    bm = head.shape[0] - 1
+    pm = pool_slot.shape[0] - 1
+    hi = st[S_HI]
+    while hi > t:
+        e = head[hi & bm]
+        while e >= 0 and skey[pool_slot[e & pm]] != hi:
+            e = pool_next[e & pm]
+        head[hi & bm] = e
+        if e >= 0:
+            st[S_HI] = hi
+            return e
+        hi -= 1
+    st[S_HI] = hi
+    return -1
 
 
 @njit(cache=True, nogil=True)
 def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
-                  st: np.ndarray, bhead: np.ndarray, bnext: np.ndarray, bprev: np.ndarray, skey: np.ndarray,
+                  st: np.ndarray, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray,
                   bits: np.ndarray, offs: np.ndarray) -> None:
     """Batch ``b`` (distinct ids) enters the window: link each id's previous known occurrence
     to it; an id without one gets ``b`` as its next use (a resident moves from the rank set to
-    bucket ``b``). ``st`` holds ``[capacity, used, ent_head, ent_tail, hi, next_batch]``."""
-    e = ent_id.shape[0]
-    start = st[3]
-    for j in range(ids.shape[0]):
+    bucket ``b``)."""
+    mask = ent_id.shape[0] - 1  # a power of two
+    start = st[S_ENT_TAIL]
+    n = ids.shape[0]
+    last = np.empty(n, np.int64)
+    for j in range(n):  # independent loads first (they overlap)
+        last[j] = node[ids[j], P_LAST]
+    for j in range(n):
         x = ids[j]
         a = start + j
-        ent_id[a % e] = x
-        ent_next[a % e] = -1
-        p = node[x, P_LAST]
+        ent_id[a & mask] = x
+        ent_next[a & mask] = -1
+        p = last[j]
         if p >= 0:
-            ent_next[p % e] = b
+            ent_next[p & mask] = b
         else:
             node[x, P_NEXT] = b
             s = node[x, P_SLOT]
             if s >= 0:
                 rankset_remove(bits, offs, node[x, P_RANK])
-                _bucket_push(b, s, bhead, bnext, bprev, skey)
+                skey[s] = b
+                _bucket_push(b, s, head, pool_slot, pool_next, st)
         node[x, P_LAST] = a
-    st[3] = start + ids.shape[0]
-    if b > st[4]:
-        st[4] = b
+    st[S_ENT_TAIL] = start + n
+    if b > st[S_HI]:
+        st[S_HI] = b
 
 
 @njit(cache=True, nogil=True)
-def _planned_place(x: int, s: int, nx: int, node: np.ndarray, st: np.ndarray, bhead: np.ndarray,
-                   bnext: np.ndarray, bprev: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray) -> None:
-    """Key slot ``s`` (holding ``x``) by its next use ``nx``, or by rank when none is known;
-    ``st[4]`` stays an upper bound of the non-empty buckets."""
+def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, head: np.ndarray, pool_slot: np.ndarray,
+                   pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray) -> None:
+    """Key slot ``s`` by its next use ``nx`` (bucket), or by ``rank`` when none is known (rank set)."""
+    skey[s] = nx
     if nx >= 0:
-        _bucket_push(nx, s, bhead, bnext, bprev, skey)
-        if nx > st[4]:
-            st[4] = nx
+        _bucket_push(nx, s, head, pool_slot, pool_next, st)
     else:
-        skey[s] = -1
-        rankset_add(bits, offs, node[x, P_RANK])
+        rankset_add(bits, offs, rank)
 
 
 @njit(cache=True, nogil=True)
 def planned_consume(t: int, n: int, node: np.ndarray, order: np.ndarray, ent_id: np.ndarray,
-                    ent_next: np.ndarray, st: np.ndarray, slot_node: np.ndarray, bhead: np.ndarray,
-                    bnext: np.ndarray, bprev: np.ndarray, skey: np.ndarray, bits: np.ndarray,
+                    ent_next: np.ndarray, st: np.ndarray, slot_node: np.ndarray, head: np.ndarray,
+                    pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray,
                     offs: np.ndarray, rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Serve batch ``t`` (the window's first, ``n`` entries): Belady inside the window. Rows
     are ranked by next use (a batch index in the window), rows with no use in the window after
     them by their static rank; after the batch the cache holds the best ``capacity`` rows of
     (residents + batch). Hits are re-keyed first, then each miss replaces the worst resident
     if it ranks strictly better, else bypasses the cache."""
-    cap = st[0]
-    e = ent_id.shape[0]
-    start = st[2]
+    cap = st[S_CAP]
+    mask = ent_id.shape[0] - 1  # a power of two
+    start = st[S_ENT_HEAD]
     pos = np.empty(n, np.int64)
     slot = np.empty(n, np.int64)
-    misses = np.empty(n, np.int64)
+    miss_j = np.empty(n, np.int64)
+    miss_next = np.empty(n, np.int64)
+    miss_rank = np.empty(n, np.int64)
+    pre = np.empty((n, 4), np.int64)
+    for j in range(n):  # independent loads first (they overlap); rows of distinct ids
+        x = ent_id[(start + j) & mask]
+        for c in range(4):
+            pre[j, c] = node[x, c]
     nm = 0
     for j in range(n):
         a = start + j
-        x = ent_id[a % e]
-        nx = ent_next[a % e]
-        if node[x, P_LAST] == a:
+        x = ent_id[a & mask]
+        nx = ent_next[a & mask]
+        if pre[j, P_LAST] == a:
             node[x, P_LAST] = -1
         node[x, P_NEXT] = nx
-        s = node[x, P_SLOT]
-        if s >= 0:
-            _bucket_unlink(s, bhead, bnext, bprev, skey)
-            _planned_place(x, s, nx, node, st, bhead, bnext, bprev, skey, bits, offs)
+        s = pre[j, P_SLOT]
+        if s >= 0:  # a hit: re-key (its entry in bucket t goes stale)
+            _planned_place(s, nx, pre[j, P_RANK], st, head, pool_slot, pool_next, skey, bits, offs)
         else:
-            misses[nm] = j
+            miss_j[nm] = j
+            miss_next[nm] = nx
+            miss_rank[nm] = pre[j, P_RANK]
             nm += 1
+    head[t & (head.shape[0] - 1)] = -1  # bucket t is served: its entries are all stale
     na = 0
+    pm = pool_slot.shape[0] - 1
+    r = rankset_max(bits, offs)
     for k in range(nm):
-        j = misses[k]
-        x = ent_id[(start + j) % e]
-        nx = node[x, P_NEXT]
-        if st[1] < cap:
-            s = st[1]
-            st[1] += 1
+        if cap == 0:
+            break
+        j = miss_j[k]
+        x = ent_id[(start + j) & mask]
+        nx = miss_next[k]
+        if st[S_USED] < cap:
+            s = st[S_USED]
+            st[S_USED] += 1
         else:
-            if cap == 0:
-                break
-            r = rankset_max(bits, offs)
             if r >= 0:  # worst resident: no known use, lowest rank
-                if nx < 0 and node[x, P_RANK] >= r:
+                if nx < 0 and miss_rank[k] >= r:
                     continue
                 s = node[order[r], P_SLOT]
                 rankset_remove(bits, offs, r)
+                r = rankset_max(bits, offs)
             else:  # worst resident: the furthest next use in the window
-                hi = st[4]
-                while bhead[hi % bhead.shape[0]] < 0:
-                    hi -= 1
-                st[4] = hi
-                if nx < 0 or nx >= hi:
+                if nx < 0:
                     continue
-                s = bhead[hi % bhead.shape[0]]
-                _bucket_unlink(s, bhead, bnext, bprev, skey)
+                e = _bucket_top(t, head, pool_slot, pool_next, skey, st)
+                if nx >= st[S_HI]:
+                    continue
+                s = pool_slot[e & pm]
+                head[st[S_HI] & (head.shape[0] - 1)] = pool_next[e & pm]
             node[slot_node[s], P_SLOT] = -1
             _drop_record(s, pos, rec_of, rec_batch, t)
         slot_node[s] = x
         node[x, P_SLOT] = s
-        _planned_place(x, s, nx, node, st, bhead, bnext, bprev, skey, bits, offs)
+        _planned_place(s, nx, miss_rank[k], st, head, pool_slot, pool_next, skey, bits, offs)
+        if nx < 0 and miss_rank[k] > r:
+            r = miss_rank[k]
         na = _record(s, j, pos, slot, na, rec_of, rec_batch, t)
-    st[2] = start + n
-    st[5] = t + 1
+    st[S_ENT_HEAD] = start + n
+    st[S_NEXT] = t + 1
     return _compact(pos, slot, na)
 
 
 @njit(cache=True, nogil=True)
-def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, slot_node: np.ndarray, bhead: np.ndarray,
-                    bnext: np.ndarray, bprev: np.ndarray, skey: np.ndarray, bits: np.ndarray,
+def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, slot_node: np.ndarray, head: np.ndarray,
+                    pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray,
                     offs: np.ndarray) -> np.ndarray:
     """Put ``ids`` (not resident, at most the free slots) into the next free slots; returns the slots."""
     out = np.empty(ids.shape[0], np.int64)
     for k in range(ids.shape[0]):
         x = ids[k]
-        s = st[1]
-        st[1] += 1
+        s = st[S_USED]
+        st[S_USED] += 1
         slot_node[s] = x
         node[x, P_SLOT] = s
-        _planned_place(x, s, node[x, P_NEXT], node, st, bhead, bnext, bprev, skey, bits, offs)
+        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, head, pool_slot, pool_next, skey, bits, offs)
         out[k] = s
     return out
 

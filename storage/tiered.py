@@ -13,7 +13,8 @@ A gather dedupes the batch (first-occurrence order), looks the distinct ids up, 
 the cache tier and misses from the backing tier into the output, then lets the policy admit
 rows of this batch into the cache (copied from the output: no second read). Hits, requests and
 rows are counted per distinct id of a batch. ``gather`` and ``plan`` hold a lock: one thread at
-a time (the pipeline's prefetch thread).
+a time (the pipeline's prefetch thread). Bookkeeping times are CPU seconds of the calling
+thread (``time.thread_time``): the policy's own work, whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -191,14 +192,16 @@ class TieredFeatureStore(FeatureStore):
             uniq, inverse, dup = kernels.dedupe_first_occurrence(ids_np, self._mark, self._batch)
             slots = self.slot_of[uniq].astype(np.int64)
             rows, hits = self._assemble(uniq, slots)
-            t0 = time.perf_counter()
             if self.capacity > 0:
+                t0 = time.thread_time()
                 if self.policy.expects(uniq):
                     pos, sl = self.policy.step(uniq, slots)
+                    t1 = time.thread_time()
+                    self._policy_s += t1 - t0
                     self._admit(uniq, pos, sl, rows)
                 else:
                     self._unplanned += 1
-            self._bookkeeping_s += time.perf_counter() - t0
+                    self._policy_s += time.thread_time() - t0
             m = uniq.size
             self._requests += m
             self._hits += hits
@@ -249,26 +252,26 @@ class TieredFeatureStore(FeatureStore):
         if pos.size == 0:
             return
         ids = uniq[pos]
+        t0 = time.thread_time()
         self._set_slots(ids, slots)
+        t1 = time.thread_time()
         if self.cache_device.type == "cpu":
             kernels.copy_rows(self._cache_bits, bit_view(rows), pos, slots)
         else:
             dev = self.cache_device
             self.cache_rows[torch.from_numpy(slots).to(dev)] = rows[torch.from_numpy(pos).to(dev)]
+        self._maps_s += t1 - t0
+        self._admit_copy_s += time.thread_time() - t1
         self._admitted += ids.size
 
     def _set_slots(self, ids: np.ndarray, slots: np.ndarray) -> None:
         """Maps: ``ids`` now live in ``slots``; whatever those slots held is out."""
-        old = self.node_of_slot[slots]
-        old = old[old >= 0]
-        self.slot_of[old] = -1
-        self.slot_of[ids] = slots
-        self.node_of_slot[slots] = ids
-        if self.slot_of_device is not None:
-            dev = self.cache_device
-            if old.size:
-                self.slot_of_device[torch.from_numpy(old).to(dev)] = -1
-            self.slot_of_device[torch.from_numpy(ids).to(dev)] = torch.from_numpy(slots).to(dev, torch.int32)
+        old = self.node_of_slot[slots] if self.slot_of_device is not None else None
+        kernels.apply_admissions(self.slot_of, self.node_of_slot, ids, slots)
+        if self.slot_of_device is not None:  # the device mirror takes the host map's new entries
+            touched = np.concatenate([old[old >= 0], ids])
+            self.slot_of_device[torch.from_numpy(touched).to(self.cache_device)] = torch.from_numpy(
+                self.slot_of[touched]).to(self.cache_device)
 
     def _load(self, ids: np.ndarray, slots: np.ndarray | None) -> None:
         """Preload rows ``ids`` (read from the backing tier) into ``slots`` (default ``0..k-1``)."""
@@ -287,7 +290,7 @@ class TieredFeatureStore(FeatureStore):
         if self.policy.lookahead == 0:
             return
         with self._lock:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             known = self.policy.known_ahead()
             new = []
             for b in list(upcoming)[known:self.policy.lookahead]:
@@ -295,15 +298,18 @@ class TieredFeatureStore(FeatureStore):
                 self._batch += 1
                 new.append(kernels.dedupe_first_occurrence(ids, self._mark, self._batch)[0])
             loads = self.policy.plan(new) if new else None
-            self._bookkeeping_s += time.perf_counter() - t0
+            self._plan_s += time.thread_time() - t0
             if loads is not None:
                 self._load(*loads)
 
     # --------------------------------------------------------------------------- stats
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per tier: ``cache`` (rows and bytes served from it, hits, requests, hit rate, capacity,
-        resident rows and bytes, rows admitted, preloaded, policy bookkeeping seconds, batches,
-        unplanned batches) and the backing tier ``host`` or ``disk`` (rows and bytes read for
+        resident rows and bytes, rows admitted, preloaded, batches, unplanned batches, and the
+        policy's bookkeeping seconds: ``policy_s`` its decisions per gather, ``plan_s`` its work on
+        ``plan()`` calls, ``maps_s`` the slot-map updates, ``bookkeeping_s`` their sum;
+        ``admit_copy_s`` is the copying of admitted rows into the cache tier, data movement not
+        counted as bookkeeping) and the backing tier ``host`` or ``disk`` (rows and bytes read for
         batches, rows preloaded from it, rows read by ``all()``). Requests count distinct ids per
         batch; ``served_rows`` counts every id asked for."""
         rb = self._row_bytes
@@ -314,7 +320,9 @@ class TieredFeatureStore(FeatureStore):
                 "hit_rate": self._hits / self._requests if self._requests else 0.0,
                 "served_rows": self._served, "capacity_rows": self.capacity, "resident_rows": resident,
                 "resident_bytes": resident * rb, "admitted_rows": self._admitted, "preloaded_rows": self._preload_rows,
-                "bookkeeping_s": self._bookkeeping_s, "batches": self._batches, "unplanned_batches": self._unplanned,
+                "bookkeeping_s": self._policy_s + self._plan_s + self._maps_s, "policy_s": self._policy_s,
+                "plan_s": self._plan_s, "maps_s": self._maps_s, "admit_copy_s": self._admit_copy_s,
+                "batches": self._batches, "unplanned_batches": self._unplanned,
                 "device": str(self.cache_device), **self.policy.describe(),
             }
             back = {"rows": self._miss_rows, "bytes": self._miss_rows * rb, "preloaded_rows": self._preload_rows,
@@ -329,7 +337,7 @@ class TieredFeatureStore(FeatureStore):
         super().reset_stats()
         self._hits = self._requests = self._miss_rows = self._served = self._batches = 0
         self._admitted = self._unplanned = self._all_rows = 0
-        self._bookkeeping_s = 0.0
+        self._policy_s = self._plan_s = self._maps_s = self._admit_copy_s = 0.0
 
     def __repr__(self) -> str:
         return (f"TieredFeatureStore(num_nodes={self.num_nodes}, dim={self.dim}, dtype={self.dtype}, "
