@@ -204,7 +204,6 @@ def gpu_gathers(x: torch.Tensor, trace: list[torch.Tensor], warm: np.ndarray, fr
     sync = torch.cuda.synchronize
     out: dict[str, Any] = {"fraction": fraction}
     pinned = x.pin_memory()
-    staging = torch.empty(max(b.numel() for b in trace), x.size(1), dtype=x.dtype).pin_memory()
 
     def timed(fn) -> float:
         fn(trace[0])
@@ -215,8 +214,8 @@ def gpu_gathers(x: torch.Tensor, trace: list[torch.Tensor], warm: np.ndarray, fr
         sync()
         return time.perf_counter() - t
 
-    def plain(ids: torch.Tensor) -> torch.Tensor:
-        buf = staging[:ids.numel()]
+    def plain(ids: torch.Tensor) -> torch.Tensor:  # a fresh pinned buffer: no race with the last async copy
+        buf = torch.empty((ids.numel(), x.size(1)), dtype=x.dtype, pin_memory=True)
         torch.index_select(pinned, 0, ids, out=buf)
         return buf.to(device, non_blocking=True)
 

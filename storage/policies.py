@@ -362,7 +362,7 @@ class PlannedPolicy(CachePolicy):
         if len(self._pool_marks) > self.lookahead + 1:
             self._pool_marks.popleft()
         self._reserve(0, n)
-        return K.planned_consume(b, n, self.node, self.order, self.ent_id, self.ent_next, self.state,
+        return K.planned_consume(b, slots, self.node, self.order, self.ent_id, self.ent_next, self.state,
                                  self.slot_node, self.head, self.pool_slot, self.pool_next, self.skey, self.bits,
                                  self.offs, self.rec_of, self.rec_batch)
 

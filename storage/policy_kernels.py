@@ -297,7 +297,8 @@ def rankset_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------- planned (window Belady)
 
-# columns of the planned policy's per-node table (one cache line per node touched)
+# columns of the planned policy's per-node table (one cache line per node touched): the row's slot,
+# its next use (kept until the warm start only), its latest entry in the window, its static rank
 P_SLOT, P_NEXT, P_LAST, P_RANK = 0, 1, 2, 3
 # entries of the planned policy's state vector
 S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_POOL = 0, 1, 2, 3, 4, 5, 6
@@ -346,11 +347,12 @@ def _bucket_top(t: int, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.n
 def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
                   st: np.ndarray, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray,
                   bits: np.ndarray, offs: np.ndarray) -> None:
-    """Batch ``b`` (distinct ids) enters the window: link each id's previous known occurrence
-    to it; an id without one gets ``b`` as its next use (a resident moves from the rank set to
-    bucket ``b``)."""
+    """Batch ``b`` (distinct ids) enters the window: link each id's previous occurrence in the
+    window to it; an id without one (or whose last occurrence is already served) gets ``b`` as
+    its next use (a resident moves from the rank set to bucket ``b``)."""
     mask = ent_id.shape[0] - 1  # a power of two
     start = st[S_ENT_TAIL]
+    served = st[S_ENT_HEAD]  # entries before this one are served
     n = ids.shape[0]
     last = np.empty(n, np.int64)
     for j in range(n):  # independent loads first (they overlap)
@@ -361,7 +363,7 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, ent_id: np.ndarray,
         ent_id[a & mask] = x
         ent_next[a & mask] = -1
         p = last[j]
-        if p >= 0:
+        if p >= served:
             ent_next[p & mask] = b
         else:
             node[x, P_NEXT] = b
@@ -388,43 +390,39 @@ def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, head: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def planned_consume(t: int, n: int, node: np.ndarray, order: np.ndarray, ent_id: np.ndarray,
+def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, order: np.ndarray, ent_id: np.ndarray,
                     ent_next: np.ndarray, st: np.ndarray, slot_node: np.ndarray, head: np.ndarray,
                     pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray,
                     offs: np.ndarray, rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Serve batch ``t`` (the window's first, ``n`` entries): Belady inside the window. Rows
-    are ranked by next use (a batch index in the window), rows with no use in the window after
-    them by their static rank; after the batch the cache holds the best ``capacity`` rows of
-    (residents + batch). Hits are re-keyed first, then each miss replaces the worst resident
-    if it ranks strictly better, else bypasses the cache."""
+    """Serve batch ``t`` (the window's first; ``slots``: its rows' slots at the start, from the
+    store): Belady inside the window. Rows are ranked by next use (a batch index in the window),
+    rows with no use in the window after them by their static rank; after the batch the cache
+    holds the best ``capacity`` rows of (residents + batch). Hits are re-keyed first, then each
+    miss replaces the worst resident if it ranks strictly better, else bypasses the cache.
+
+    Only rows that lose their place in the window touch the node table here (their rank); the
+    next uses come in order from the entry ring, filled when the batches entered."""
     cap = st[S_CAP]
     mask = ent_id.shape[0] - 1  # a power of two
     start = st[S_ENT_HEAD]
+    n = slots.shape[0]
     pos = np.empty(n, np.int64)
     slot = np.empty(n, np.int64)
     miss_j = np.empty(n, np.int64)
     miss_next = np.empty(n, np.int64)
-    miss_rank = np.empty(n, np.int64)
-    pre = np.empty((n, 4), np.int64)
-    for j in range(n):  # independent loads first (they overlap); rows of distinct ids
-        x = ent_id[(start + j) & mask]
-        for c in range(4):
-            pre[j, c] = node[x, c]
+    rank = np.empty(n, np.int64)
+    for j in range(n):  # ranks of the rows with no next use in the window (independent loads)
+        if ent_next[(start + j) & mask] < 0:
+            rank[j] = node[ent_id[(start + j) & mask], P_RANK]
     nm = 0
     for j in range(n):
-        a = start + j
-        x = ent_id[a & mask]
-        nx = ent_next[a & mask]
-        if pre[j, P_LAST] == a:
-            node[x, P_LAST] = -1
-        node[x, P_NEXT] = nx
-        s = pre[j, P_SLOT]
+        nx = ent_next[(start + j) & mask]
+        s = slots[j]
         if s >= 0:  # a hit: re-key (its entry in bucket t goes stale)
-            _planned_place(s, nx, pre[j, P_RANK], st, head, pool_slot, pool_next, skey, bits, offs)
+            _planned_place(s, nx, rank[j], st, head, pool_slot, pool_next, skey, bits, offs)
         else:
             miss_j[nm] = j
             miss_next[nm] = nx
-            miss_rank[nm] = pre[j, P_RANK]
             nm += 1
     head[t & (head.shape[0] - 1)] = -1  # bucket t is served: its entries are all stale
     na = 0
@@ -441,7 +439,7 @@ def planned_consume(t: int, n: int, node: np.ndarray, order: np.ndarray, ent_id:
             st[S_USED] += 1
         else:
             if r >= 0:  # worst resident: no known use, lowest rank
-                if nx < 0 and miss_rank[k] >= r:
+                if nx < 0 and rank[j] >= r:
                     continue
                 s = node[order[r], P_SLOT]
                 rankset_remove(bits, offs, r)
@@ -458,9 +456,9 @@ def planned_consume(t: int, n: int, node: np.ndarray, order: np.ndarray, ent_id:
             _drop_record(s, pos, rec_of, rec_batch, t)
         slot_node[s] = x
         node[x, P_SLOT] = s
-        _planned_place(s, nx, miss_rank[k], st, head, pool_slot, pool_next, skey, bits, offs)
-        if nx < 0 and miss_rank[k] > r:
-            r = miss_rank[k]
+        _planned_place(s, nx, rank[j], st, head, pool_slot, pool_next, skey, bits, offs)
+        if nx < 0 and rank[j] > r:
+            r = rank[j]
         na = _record(s, j, pos, slot, na, rec_of, rec_batch, t)
     st[S_ENT_HEAD] = start + n
     st[S_NEXT] = t + 1

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from gnnsys.storage import kernels
-from gnnsys.storage.feature_store import FeatureStore
+from gnnsys.storage.feature_store import DiskFeatureStore, FeatureStore
 from gnnsys.storage.policies import CACHE_POLICIES, ORACLE_POLICIES, CachePolicy, make_policy
 from gnnsys.storage.scores import check_graph_rows
 from gnnsys.storage.tiers import BackingTier, backing_tier, bit_view, check_base
@@ -109,6 +109,9 @@ class TieredFeatureStore(FeatureStore):
         if zero_copy and (device.type != "cuda" or not triton_available()):
             raise ConfigError("zero_copy=True needs a CUDA cache device and Triton (shipped with CUDA builds of "
                               "torch); leave zero_copy=None to use it where it is available")
+        if zero_copy and isinstance(base, DiskFeatureStore):
+            raise ConfigError("zero_copy=True reads pinned host rows from the GPU; a disk tier has none: load the "
+                              "features into memory or leave zero_copy=None")
         num_rows = check_base(base)
         if policy_inputs.get("graph") is not None:
             check_graph_rows(policy_inputs["graph"], num_rows)
@@ -241,9 +244,12 @@ class TieredFeatureStore(FeatureStore):
             hit_dev = torch.from_numpy(hit).to(dev, non_blocking=True)
             out[hit_dev] = self.cache_rows[self.slot_of_device[ids_dev[hit_dev]].long()]
         if miss.size:
-            rows = self.backing.read(torch.from_numpy(uniq[miss]))
-            if torch.cuda.is_available() and not rows.is_pinned():
-                rows = rows.pin_memory()
+            idx = torch.from_numpy(uniq[miss])
+            if self.backing.rows is not None:  # gather straight into pinned memory, then one async copy
+                rows = torch.empty((miss.size, dim), dtype=self.dtype, pin_memory=True)
+                torch.index_select(self.backing.rows, 0, idx, out=rows)
+            else:
+                rows = self.backing.read(idx).pin_memory()
             out[torch.from_numpy(miss).to(dev, non_blocking=True)] = rows.to(dev, non_blocking=True)
         return out, hits
 

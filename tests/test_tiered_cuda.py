@@ -8,8 +8,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from gnnsys.storage import ORACLE_POLICIES, TieredFeatureStore
+from gnnsys.storage import ORACLE_POLICIES, DiskFeatureStore, TieredFeatureStore
 from gnnsys.storage.uva import triton_available, zero_copy_gather
+
+from gnnsys.errors import ConfigError
 
 DEVICE = os.environ.get("GNNSYS_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
@@ -83,3 +85,12 @@ def test_zero_copy_gather_kernel(dtype):
     bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[host.element_size()]
     assert torch.equal(out.cpu().view(bits), want.view(bits))
     assert zero_copy_gather(cache, host, ids[:0].cuda(), slot_map.cuda()).shape == (0, D)
+
+
+@needs_triton
+def test_zero_copy_refuses_a_disk_tier(tmp_path):
+    disk = DiskFeatureStore.create(tmp_path / "x.npy", torch.randn(N, D).numpy())
+    with pytest.raises(ConfigError, match="disk tier has none"):
+        TieredFeatureStore(disk, 10, "lru", cache_device=DEVICE, zero_copy=True)
+    store = TieredFeatureStore(disk, 10, "lru", cache_device=DEVICE)  # the plain path over the disk tier
+    assert not store.zero_copy and torch.equal(store.gather(torch.tensor([4, 2])).cpu(), disk.gather([4, 2]))
