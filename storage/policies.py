@@ -47,6 +47,7 @@ ORACLE_POLICIES = ("belady", "best-static")
 DEFAULT_WINDOW = 256
 
 _EMPTY = np.zeros(0, np.int64)
+_STAMP_LIMIT = (1 << 31) - (1 << 24)  # int32 counters are renumbered before they get here
 
 
 class CachePolicy:
@@ -133,11 +134,14 @@ class LRUPolicy(CachePolicy):
 
     def _bind(self) -> np.ndarray:
         c = self.capacity
-        self.slot_node = np.full(c, -1, np.int64)
-        self.stamp = np.full(c, -2, np.int64)
+        if max(c, self.num_nodes) >= 1 << 31:
+            raise ConfigError(f"lru keeps int32 state: fewer than 2**31 rows and slots, got {self.num_nodes} rows; "
+                              "use a static or planned policy")
+        self.slot_node = np.full(c, -1, np.int32)  # int32 state: half the cache footprint
+        self.stamp = np.full(c, -2, np.int32)
         size = 2 * c + 1024
-        self.log_slot = np.zeros(size, np.int64)
-        self.log_stamp = np.zeros(size, np.int64)
+        self.log_slot = np.zeros(size, np.int32)
+        self.log_stamp = np.zeros(size, np.int32)
         ids = _EMPTY if self.warm is None else ranking(self.warm)[:c]
         k = ids.size
         self.slot_node[:k] = ids
@@ -152,13 +156,19 @@ class LRUPolicy(CachePolicy):
             return _EMPTY, _EMPTY
         st = self.state
         n = uniq.shape[0]
+        if st[4] >= _STAMP_LIMIT:  # int32 stamps: renumber (only equality between a slot and its entry matters)
+            st[3] = K.lru_compact_log(self.log_slot, self.log_stamp, st[2], st[3], self.stamp)
+            st[2] = 0
+            self.log_stamp[:st[3]] = -1
+            self.stamp[self.log_slot[:st[3]]] = -1
+            st[4] = 0
         if st[3] + n > self.log_slot.shape[0]:
             st[3] = K.lru_compact_log(self.log_slot, self.log_stamp, st[2], st[3], self.stamp)
             st[2] = 0
             if st[3] + n > self.log_slot.shape[0]:
                 grow = st[3] + n + self.capacity
-                self.log_slot = np.concatenate([self.log_slot, np.zeros(grow, np.int64)])
-                self.log_stamp = np.concatenate([self.log_stamp, np.zeros(grow, np.int64)])
+                self.log_slot = np.concatenate([self.log_slot, np.zeros(grow, np.int32)])
+                self.log_stamp = np.concatenate([self.log_stamp, np.zeros(grow, np.int32)])
         return K.lru_step(uniq, slots, self.slot_node, self.stamp, self.log_slot, self.log_stamp, st)
 
 
@@ -175,12 +185,15 @@ class S3FIFOPolicy(CachePolicy):
 
     def _bind(self) -> np.ndarray:
         c = self.capacity
+        if max(c, self.num_nodes) >= 1 << 30:
+            raise ConfigError(f"s3fifo keeps int32 state: at most 2**30 rows and slots, got {self.num_nodes} rows "
+                              f"and {c} slots; use a static or planned policy")
         c1 = max(c, 1)
-        self.slot_node = np.full(c1, -1, np.int64)
+        self.slot_node = np.full(c1, -1, np.int32)  # int32 state: half the cache footprint
         self.freq = np.zeros(c1, np.int8)
-        self.sq = np.zeros(c1, np.int64)
-        self.mq = np.zeros(c1, np.int64)
-        self.ghost_time = np.full(self.num_nodes, -1, np.int64)
+        self.sq = np.zeros(c1, np.int32)
+        self.mq = np.zeros(c1, np.int32)
+        self.ghost_time = np.full(self.num_nodes, -1, np.int32)
         self.rec_of = np.zeros(c1, np.int64)
         self.rec_batch = np.full(c1, -1, np.int64)
         ids = _EMPTY if self.warm is None else ranking(self.warm)[:c]
@@ -194,6 +207,12 @@ class S3FIFOPolicy(CachePolicy):
     def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == 0:
             return _EMPTY, _EMPTY
+        st = self.state
+        base = st[6] - st[8]  # ghost entries older than this are forgotten anyway
+        if st[6] + uniq.shape[0] >= _STAMP_LIMIT and base > 0:  # int32 ghost times: shift them (ages stay exact)
+            g = self.ghost_time
+            np.copyto(g, np.where(g >= base, g - base, -1).astype(np.int32))
+            st[6] -= base
         return K.s3fifo_step(uniq, slots, self.slot_node, self.freq, self.sq, self.mq, self.ghost_time,
                              self.state, self.rec_of, self.rec_batch)
 
@@ -272,10 +291,10 @@ class PlannedPolicy(CachePolicy):
         self.order = order
         self.node = np.full((n, 4), -1, np.int64)
         self.node[order, K.P_RANK] = np.arange(n)
-        self.slot_node = np.full(c1, -1, np.int64)
+        self.slot_node = np.full(c1, -1, np.int32)
         self.skey = np.full(c1, -2, np.int64)
         self.head = np.full(1 << self.lookahead.bit_length(), -1, np.int64)  # > window, a power of two
-        self.pool_slot = np.zeros(1 << 16, np.int64)
+        self.pool_slot = np.zeros(1 << 16, np.int32)
         self.pool_next = np.zeros(1 << 16, np.int64)
         self.bits, self.offs = K.rankset_layout(n)
         self.rec_of = np.zeros(c1, np.int64)

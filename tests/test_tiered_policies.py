@@ -311,3 +311,19 @@ def test_belady_bounds_every_policy_and_best_static_every_static(seed):
         assert all(total["belady"] >= v for v in total.values()), (cap, total)
         for name in ("static-degree", "static-pagerank", "static-saint"):
             assert total["best-static"] >= total[name], (cap, name, total)
+
+
+@pytest.mark.parametrize("cap", (3, 37, 120))
+def test_int32_counters_renumber_exactly(trace, warm, cap, monkeypatch):
+    """LRU stamps and S3-FIFO ghost times are int32 and renumbered before they overflow; force
+    that every few batches and the hits still equal the references."""
+    import gnnsys.storage.policies as policies
+
+    monkeypatch.setattr(policies, "_STAMP_LIMIT", 7)
+    long_trace = trace + skewed_trace(9, num_batches=20)
+    hits, _ = run_store("lru", long_trace, cap, counts=torch.from_numpy(warm))
+    assert hits == ref_lru(long_trace, cap, warm)[0]
+    hits, store = run_store("s3fifo", long_trace, cap, counts=torch.from_numpy(warm))
+    assert hits == ref_s3fifo(long_trace, cap, warm)[0]
+    st = store.policy.state
+    assert cap == 3 or st[6] - st[8] < 7 + 200  # the ghost clock was shifted back
