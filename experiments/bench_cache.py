@@ -14,8 +14,9 @@ For capacities of 1/5/10/20/40% of the rows, every policy runs the trace through
 reports hit rate, bytes per tier, and the policy's bookkeeping per batch next to the time of a
 plain host-tier gather of the same batch (``InMemoryFeatureStore.gather``: ``index_select``
 into a new tensor; and into a reused buffer), timed alternately in the same run. Times are CPU
-seconds (the store's counters: of the gathering thread; the plain gathers: of the process), so
-that other load on a shared machine does not enter the ratios.
+seconds of the gathering thread, so that other load on a shared machine does not enter the
+ratios; torch runs single-threaded (``--threads``, as the pipeline's one prefetch thread would
+gather; with more, idle OpenMP workers spin and CPU time stops meaning work).
 
     python -m gnnsys.experiments.bench_cache                 # the full benchmark
     python -m gnnsys.experiments.bench_cache --quick         # small smoke run
@@ -145,6 +146,20 @@ def build_policy(name: str, scores: dict[str, np.ndarray], trace: list[torch.Ten
     raise ConfigError(f"bench_cache: unknown policy {name!r}")
 
 
+def warm_up_kernels(dim: int, dtype: torch.dtype) -> None:
+    """Run every policy once on a tiny store, so that numba's first-call compile (or cache load)
+    of each kernel is not timed as bookkeeping."""
+    n = 512
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, dim, generator=gen).to(dtype)
+    trace = [torch.randperm(n, generator=gen)[:int(k)] for k in (200, 300, 100, 400, 250, 300)]
+    scores = {k: torch.rand(n, generator=gen).double().numpy() for k in ("degree", "saint", "pagerank", "future")}
+    plain = InMemoryFeatureStore(x, check_finite=False)
+    for name in POLICIES:
+        for cap in (3, 60):  # small capacities take the compaction and renumbering paths too
+            run_policy(x, plain, build_policy(name, scores, trace, 2, 0.5), cap, trace, "cpu")
+
+
 def run_policy(x: torch.Tensor, plain: InMemoryFeatureStore, policy: CachePolicy, capacity: int,
                trace: list[torch.Tensor], device: str) -> dict[str, Any]:
     """Run ``trace`` through a store; time a plain host-tier gather of every batch alternately."""
@@ -156,7 +171,7 @@ def run_policy(x: torch.Tensor, plain: InMemoryFeatureStore, policy: CachePolicy
     buf = torch.empty(max(b.numel() for b in trace), x.size(1), dtype=x.dtype)
     look = store.lookahead
     plain_s = reuse_s = tiered_s = 0.0
-    clock = time.process_time  # CPU seconds of the process (all threads): robust to other load
+    clock = time.thread_time  # CPU seconds of this thread: robust to other load (torch runs single-threaded here)
     for t, ids in enumerate(trace):
         a = clock()
         ref = plain.gather(ids, device)
@@ -241,6 +256,7 @@ def gpu_gathers(x: torch.Tensor, trace: list[torch.Tensor], warm: np.ndarray, fr
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
     if args.quick:
         n, deg, roots, walk, epochs, dim = 60_000, 20.0, 300, 2, 3, 16
     else:
@@ -269,6 +285,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scores["pagerank"] = reverse_pagerank(g, train)
     _log(f"# scores (degree, C_v, reverse PageRank, future counts): {time.perf_counter() - t:.1f} s")
     x = torch.randn(n, dim, generator=gen)
+    warm_up_kernels(dim, x.dtype)
+    if args.device.startswith("cuda"):
+        x = x.pin_memory()  # once: every store's host tier then uses it as it is
     plain = InMemoryFeatureStore(x, check_finite=False)
     window = args.window or epoch_batches  # default: one epoch of batches
     policies = list(POLICIES) + [f"planned@{w}" for w in args.extra_windows if w != window]
@@ -336,6 +355,13 @@ def print_table(results: dict[str, Any]) -> None:
             r = results["capacities"][c][k]
             cells.append(f"{r['bookkeeping_us_per_batch']:7.1f} {r['bookkeeping_vs_plain_gather']:7.1%}")
         print(f"{k:18s}" + "".join(f"{s:>16s}" for s in cells))
+    mid = caps[len(caps) // 2]
+    print(f"\nbookkeeping at {float(mid):.0%} (us a batch): policy decisions / plan() / slot-map updates "
+          f"(+ admitted-row copies, data movement)")
+    for k in names:
+        r = results["capacities"][mid][k]
+        print(f"{k:18s} {r['policy_us_per_batch']:8.1f} / {r['plan_us_per_batch']:7.1f} / "
+              f"{r['maps_us_per_batch']:7.1f}  (+{r['admit_copy_us_per_batch']:.1f})")
     r0 = results["capacities"][caps[0]][names[0]]
     print(f"(plain gather {r0['plain_gather_us_per_batch']:.0f} us a batch, into a reused buffer "
           f"{r0['reused_buffer_gather_us_per_batch']:.0f} us)")
@@ -392,6 +418,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--static-fraction", type=float, default=0.8, help="hybrid: share of the cache that is static")
     a("--device", default="cpu", help="cache device: cpu or cuda[:i]")
     a("--seed", type=int, default=0)
+    a("--threads", type=int, default=1, help="torch threads while timing gathers")
     a("--out", default=None,
       help="JSON file (default results/bench_cache.json; --quick: results/bench_cache_quick.json)")
     a("--plot", default=None, help="write a PNG of hit rate against capacity here")

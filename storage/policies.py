@@ -91,9 +91,10 @@ class CachePolicy:
         """Batches of the window already seen and not yet served."""
         return 0
 
-    def plan(self, batches: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Take batches that follow the ones already known (distinct ids each). Returns rows to
-        load into free slots ``(ids, slots)`` (a planned cache's warm start), or ``None``."""
+    def plan(self, batches: Sequence[np.ndarray], slot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Take batches that follow the ones already known (distinct ids each); ``slot_of`` is the
+        store's id -> slot map as it is now (read only). Returns rows to load into free slots
+        ``(ids, slots)`` (a planned cache's warm start), or ``None``."""
         return None
 
     def expects(self, uniq: np.ndarray) -> bool:
@@ -272,7 +273,7 @@ class PlannedPolicy(CachePolicy):
 
     Per batch, each id costs a few array updates (``policy_kernels.planned_enter`` when its
     batch enters the window, ``planned_consume`` when it is served): residents with a next use
-    sit on one lazy list per batch of the window, the others in a bitmap tree over ranks."""
+    sit on one lazy stack per batch of the window, the others in a bitmap tree over ranks."""
 
     name = "planned"
     dynamic = True
@@ -291,11 +292,14 @@ class PlannedPolicy(CachePolicy):
         self.order = order
         self.node = np.full((n, 4), -1, np.int64)
         self.node[order, K.P_RANK] = np.arange(n)
-        self.slot_node = np.full(c1, -1, np.int32)
-        self.skey = np.full(c1, -2, np.int64)
-        self.head = np.full(1 << self.lookahead.bit_length(), -1, np.int64)  # > window, a power of two
-        self.pool_slot = np.zeros(1 << 16, np.int32)
-        self.pool_next = np.zeros(1 << 16, np.int64)
+        self.rank_slot = np.full(n, -1, np.int32)  # slot of each rank-set member
+        self.skey = np.full(c1, -2, np.int32)
+        # one stack of slots per batch of the window (a ring of > window buckets, a power of two)
+        self.bk = np.zeros((1 << self.lookahead.bit_length(), 2), np.int64)
+        self.bk[:, 0] = -1
+        self.chunks = np.zeros((0, K.CHUNK), np.int32)
+        self.chunk_prev = np.zeros(0, np.int64)
+        self.free = np.zeros(0, np.int64)
         self.bits, self.offs = K.rankset_layout(n)
         self.rec_of = np.zeros(c1, np.int64)
         self.rec_batch = np.full(c1, -1, np.int64)
@@ -303,9 +307,8 @@ class PlannedPolicy(CachePolicy):
         self.ent_next = np.zeros(1 << 16, np.int64)
         self.window: deque[tuple[int, int]] = deque()  # (batch index, entries) known ahead
         self._window_ids: deque[np.ndarray] = deque()
-        self._pool_marks: deque[int] = deque()  # pool tail when each of the last `window` batches was served
         self.batches_known = 0  # index of the next batch plan() will add
-        # capacity, used, ent_head, ent_tail, hi (bound of non-empty buckets), next batch, pool tail
+        # capacity, used, ent_head, ent_tail, hi (bound of non-empty buckets), next batch, free chunks
         self.state = np.array([c, 0, 0, 0, -1, 0, 0], np.int64)
         self.started = False
         return _EMPTY
@@ -330,26 +333,32 @@ class PlannedPolicy(CachePolicy):
         return tuple(out)
 
     def _reserve(self, entries: int, pushes: int) -> None:
-        """Room in the entry ring for ``entries`` more and in the bucket pool for ``pushes`` more."""
+        """Room in the entry ring for ``entries`` more, and free chunks for ``pushes`` more stack
+        entries (at most one new chunk per ``CHUNK`` pushes plus one per bucket)."""
         st = self.state
         head, tail = int(st[K.S_ENT_HEAD]), int(st[K.S_ENT_TAIL])
         if tail + entries - head > self.ent_id.shape[0]:
             self.ent_id, self.ent_next = self._regrow((self.ent_id, self.ent_next), head, tail, tail + entries - head)
-        # an entry dies when its batch is served; the oldest live ones were pushed after the mark of
-        # the step `window` steps back (the plan() before a step enters its batch `window - 1` ahead)
-        oldest = self._pool_marks[0] if len(self._pool_marks) > self.lookahead else 0
-        pool = int(st[K.S_POOL])
-        if pool + pushes - oldest > self.pool_slot.shape[0]:
-            self.pool_slot, self.pool_next = self._regrow((self.pool_slot, self.pool_next), oldest, pool,
-                                                          pool + pushes - oldest)
+        need = pushes // K.CHUNK + min(pushes, self.bk.shape[0]) + 1
+        have = int(st[K.S_FREE])
+        if have < need:
+            old = self.chunks.shape[0]
+            more = max(need - have, old, 64)
+            self.chunks = np.concatenate([self.chunks, np.zeros((more, K.CHUNK), np.int32)])
+            self.chunk_prev = np.concatenate([self.chunk_prev, np.full(more, -1, np.int64)])
+            free = np.empty(old + more, np.int64)
+            free[:have] = self.free[:have]
+            free[have:have + more] = np.arange(old, old + more)
+            self.free = free
+            st[K.S_FREE] = have + more
 
-    def plan(self, batches: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    def plan(self, batches: Sequence[np.ndarray], slot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         room = self.lookahead - len(self.window)
         for ids in list(batches)[:max(room, 0)]:
             b = self.batches_known
             self._reserve(ids.size, ids.size)
-            K.planned_enter(b, ids, self.node, self.ent_id, self.ent_next, self.state, self.head, self.pool_slot,
-                            self.pool_next, self.skey, self.bits, self.offs)
+            K.planned_enter(b, ids, self.node, slot_of, self.ent_id, self.ent_next, self.state, self.bk, self.chunks,
+                            self.chunk_prev, self.free, self.skey, self.bits, self.offs, self.rank_slot)
             self.window.append((b, ids.size))
             self._window_ids.append(ids)
             self.batches_known += 1
@@ -367,8 +376,8 @@ class PlannedPolicy(CachePolicy):
             rest = self.order[~is_soon[self.order]][:self.capacity - soon.size]
             soon = np.concatenate([soon, rest])
         self._reserve(0, soon.size)
-        slots = K.planned_preload(soon, self.node, self.state, self.slot_node, self.head, self.pool_slot,
-                                  self.pool_next, self.skey, self.bits, self.offs)
+        slots = K.planned_preload(soon, self.node, self.state, self.bk, self.chunks, self.chunk_prev, self.free,
+                                  self.skey, self.bits, self.offs, self.rank_slot)
         return soon, slots
 
     def expects(self, uniq: np.ndarray) -> bool:
@@ -377,13 +386,10 @@ class PlannedPolicy(CachePolicy):
     def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         b, n = self.window.popleft()
         self._window_ids.popleft()
-        self._pool_marks.append(int(self.state[K.S_POOL]))
-        if len(self._pool_marks) > self.lookahead + 1:
-            self._pool_marks.popleft()
         self._reserve(0, n)
-        return K.planned_consume(b, slots, self.node, self.order, self.ent_id, self.ent_next, self.state,
-                                 self.slot_node, self.head, self.pool_slot, self.pool_next, self.skey, self.bits,
-                                 self.offs, self.rec_of, self.rec_batch)
+        return K.planned_consume(b, slots, self.node, self.ent_id, self.ent_next, self.state, self.bk, self.chunks,
+                                 self.chunk_prev, self.free, self.skey, self.bits, self.offs, self.rank_slot,
+                                 self.rec_of, self.rec_batch)
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, "window": self.lookahead}

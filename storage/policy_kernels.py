@@ -297,59 +297,86 @@ def rankset_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------- planned (window Belady)
 
-# columns of the planned policy's per-node table (one cache line per node touched): the row's slot,
-# its next use (kept until the warm start only), its latest entry in the window, its static rank
-P_SLOT, P_NEXT, P_LAST, P_RANK = 0, 1, 2, 3
+# columns of the planned policy's per-node table (one cache line per node touched): its next use
+# (kept until the warm start only), its latest entry in the window, its static rank; one spare
+P_NEXT, P_LAST, P_RANK = 0, 1, 2
 # entries of the planned policy's state vector
-S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_POOL = 0, 1, 2, 3, 4, 5, 6
+S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_FREE = 0, 1, 2, 3, 4, 5, 6
+CHUNK = 64  # slots per chunk of a bucket's stack
 
 
 @njit(cache=True, nogil=True)
-def _bucket_push(b: int, s: int, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray,
+def _bucket_push(b: int, s: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
                  st: np.ndarray) -> None:
-    """Slot ``s`` now has next use ``b``: push it on bucket ``b``'s list. Lists are lazy: an entry
-    stays behind when its slot is re-keyed or evicted, and is skipped when it reaches the top
-    (``_bucket_top``). Entries live in a ring (``pool_*``) that the caller keeps large enough
-    for the window: an entry is dead once its bucket's batch is served."""
-    e = st[S_POOL]
-    pm = pool_slot.shape[0] - 1
-    h = b & (head.shape[0] - 1)
-    pool_slot[e & pm] = s
-    pool_next[e & pm] = head[h]
-    head[h] = e
-    st[S_POOL] = e + 1
+    """Slot ``s`` now has next use ``b``: push it on bucket ``b``'s stack (chunks of ``CHUNK``
+    slots, so pushes and pops walk contiguous memory; ``bk[b]`` = (top chunk, its fill)). Stacks
+    are lazy: an entry whose slot was re-keyed is skipped when it reaches the top. The caller
+    keeps enough free chunks (``free[:st[S_FREE]]``)."""
+    h = b & (bk.shape[0] - 1)
+    c = bk[h, 0]
+    if c < 0 or bk[h, 1] == CHUNK:
+        st[S_FREE] -= 1
+        c2 = free[st[S_FREE]]
+        chunk_prev[c2] = c
+        bk[h, 0] = c2
+        bk[h, 1] = 0
+        c = c2
+    chunks[c, bk[h, 1]] = s
+    bk[h, 1] += 1
     if b > st[S_HI]:
         st[S_HI] = b
 
 
 @njit(cache=True, nogil=True)
-def _bucket_top(t: int, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray,
-                st: np.ndarray) -> int:
-    """The pool entry of a resident with the furthest next use in the window (after batch ``t``),
-    dropping stale entries on the way; -1 if no resident has a next use in the window."""
-    bm = head.shape[0] - 1
-    pm = pool_slot.shape[0] - 1
+def _bucket_clear(b: int, bk: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray, st: np.ndarray) -> None:
+    """Bucket ``b`` is served (every entry in it is stale): give its chunks back."""
+    h = b & (bk.shape[0] - 1)
+    c = bk[h, 0]
+    while c >= 0:
+        free[st[S_FREE]] = c
+        st[S_FREE] += 1
+        c = chunk_prev[c]
+    bk[h, 0] = -1
+    bk[h, 1] = 0
+
+
+@njit(cache=True, nogil=True)
+def _bucket_top(t: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
+                skey: np.ndarray, st: np.ndarray) -> int:
+    """A slot whose next use is the furthest in the window (after batch ``t``), at the top of
+    its bucket's stack (stale entries dropped on the way); -1 if no resident has a next use."""
+    bm = bk.shape[0] - 1
     hi = st[S_HI]
     while hi > t:
-        e = head[hi & bm]
-        while e >= 0 and skey[pool_slot[e & pm]] != hi:
-            e = pool_next[e & pm]
-        head[hi & bm] = e
-        if e >= 0:
-            st[S_HI] = hi
-            return e
+        h = hi & bm
+        c = bk[h, 0]
+        while c >= 0:
+            k = bk[h, 1]
+            while k > 0 and skey[chunks[c, k - 1]] != hi:
+                k -= 1
+            if k > 0:
+                bk[h, 1] = k
+                st[S_HI] = hi
+                return chunks[c, k - 1]
+            free[st[S_FREE]] = c  # an exhausted chunk: back to the free list, on to the one below
+            st[S_FREE] += 1
+            c = chunk_prev[c]
+            bk[h, 0] = c
+            bk[h, 1] = CHUNK
+        bk[h, 1] = 0
         hi -= 1
     st[S_HI] = hi
     return -1
 
 
 @njit(cache=True, nogil=True)
-def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
-                  st: np.ndarray, head: np.ndarray, pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray,
-                  bits: np.ndarray, offs: np.ndarray) -> None:
+def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_id: np.ndarray,
+                  ent_next: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
+                  chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                  rank_slot: np.ndarray) -> None:
     """Batch ``b`` (distinct ids) enters the window: link each id's previous occurrence in the
     window to it; an id without one (or whose last occurrence is already served) gets ``b`` as
-    its next use (a resident moves from the rank set to bucket ``b``)."""
+    its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``)."""
     mask = ent_id.shape[0] - 1  # a power of two
     start = st[S_ENT_TAIL]
     served = st[S_ENT_HEAD]  # entries before this one are served
@@ -367,11 +394,11 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, ent_id: np.ndarray,
             ent_next[p & mask] = b
         else:
             node[x, P_NEXT] = b
-            s = node[x, P_SLOT]
+            s = slot_of[x]
             if s >= 0:
                 rankset_remove(bits, offs, node[x, P_RANK])
                 skey[s] = b
-                _bucket_push(b, s, head, pool_slot, pool_next, st)
+                _bucket_push(b, s, bk, chunks, chunk_prev, free, st)
         node[x, P_LAST] = a
     st[S_ENT_TAIL] = start + n
     if b > st[S_HI]:
@@ -379,29 +406,33 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, ent_id: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, head: np.ndarray, pool_slot: np.ndarray,
-                   pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray) -> None:
-    """Key slot ``s`` by its next use ``nx`` (bucket), or by ``rank`` when none is known (rank set)."""
+def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
+                   chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                   rank_slot: np.ndarray) -> None:
+    """Key slot ``s`` by its next use ``nx`` (bucket), or by ``rank`` when none is known (rank set,
+    which remembers the slot of each member)."""
     skey[s] = nx
     if nx >= 0:
-        _bucket_push(nx, s, head, pool_slot, pool_next, st)
+        _bucket_push(nx, s, bk, chunks, chunk_prev, free, st)
     else:
         rankset_add(bits, offs, rank)
+        rank_slot[rank] = s
 
 
 @njit(cache=True, nogil=True)
-def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, order: np.ndarray, ent_id: np.ndarray,
-                    ent_next: np.ndarray, st: np.ndarray, slot_node: np.ndarray, head: np.ndarray,
-                    pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray,
-                    offs: np.ndarray, rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
+                    st: np.ndarray, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray,
+                    free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray,
+                    rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Serve batch ``t`` (the window's first; ``slots``: its rows' slots at the start, from the
     store): Belady inside the window. Rows are ranked by next use (a batch index in the window),
     rows with no use in the window after them by their static rank; after the batch the cache
     holds the best ``capacity`` rows of (residents + batch). Hits are re-keyed first, then each
     miss replaces the worst resident if it ranks strictly better, else bypasses the cache.
 
-    Only rows that lose their place in the window touch the node table here (their rank); the
-    next uses come in order from the entry ring, filled when the batches entered."""
+    Only rows with no use left in the window touch the node table here (their rank); the next
+    uses come in order from the entry ring, filled when the batches entered; a victim's slot
+    comes from its bucket entry or from ``rank_slot``. The store keeps the id -> slot map."""
     cap = st[S_CAP]
     mask = ent_id.shape[0] - 1  # a power of two
     start = st[S_ENT_HEAD]
@@ -419,20 +450,20 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, order: np.ndarr
         nx = ent_next[(start + j) & mask]
         s = slots[j]
         if s >= 0:  # a hit: re-key (its entry in bucket t goes stale)
-            _planned_place(s, nx, rank[j], st, head, pool_slot, pool_next, skey, bits, offs)
+            _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
         else:
             miss_j[nm] = j
             miss_next[nm] = nx
             nm += 1
-    head[t & (head.shape[0] - 1)] = -1  # bucket t is served: its entries are all stale
+    _bucket_clear(t, bk, chunk_prev, free, st)  # bucket t is served: its entries are all stale
     na = 0
-    pm = pool_slot.shape[0] - 1
-    r = rankset_max(bits, offs)
+    r = rankset_max(bits, offs)  # the worst resident without a next use; kept current below
+    top = -2  # the slot of the worst resident with one (-2: to look up); only a pop changes it, as
+    # admissions here are keyed below it
     for k in range(nm):
         if cap == 0:
             break
         j = miss_j[k]
-        x = ent_id[(start + j) & mask]
         nx = miss_next[k]
         if st[S_USED] < cap:
             s = st[S_USED]
@@ -441,22 +472,21 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, order: np.ndarr
             if r >= 0:  # worst resident: no known use, lowest rank
                 if nx < 0 and rank[j] >= r:
                     continue
-                s = node[order[r], P_SLOT]
+                s = rank_slot[r]
                 rankset_remove(bits, offs, r)
                 r = rankset_max(bits, offs)
             else:  # worst resident: the furthest next use in the window
                 if nx < 0:
                     continue
-                e = _bucket_top(t, head, pool_slot, pool_next, skey, st)
+                if top == -2:
+                    top = _bucket_top(t, bk, chunks, chunk_prev, free, skey, st)
                 if nx >= st[S_HI]:
                     continue
-                s = pool_slot[e & pm]
-                head[st[S_HI] & (head.shape[0] - 1)] = pool_next[e & pm]
-            node[slot_node[s], P_SLOT] = -1
+                s = top
+                bk[st[S_HI] & (bk.shape[0] - 1), 1] -= 1  # pop it
+                top = -2
             _drop_record(s, pos, rec_of, rec_batch, t)
-        slot_node[s] = x
-        node[x, P_SLOT] = s
-        _planned_place(s, nx, rank[j], st, head, pool_slot, pool_next, skey, bits, offs)
+        _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
         if nx < 0 and rank[j] > r:
             r = rank[j]
         na = _record(s, j, pos, slot, na, rec_of, rec_batch, t)
@@ -466,18 +496,17 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, order: np.ndarr
 
 
 @njit(cache=True, nogil=True)
-def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, slot_node: np.ndarray, head: np.ndarray,
-                    pool_slot: np.ndarray, pool_next: np.ndarray, skey: np.ndarray, bits: np.ndarray,
-                    offs: np.ndarray) -> np.ndarray:
-    """Put ``ids`` (not resident, at most the free slots) into the next free slots; returns the slots."""
+def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
+                    chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                    rank_slot: np.ndarray) -> np.ndarray:
+    """Key ``ids`` (not resident, at most the free slots) into the next free slots; returns the slots."""
     out = np.empty(ids.shape[0], np.int64)
     for k in range(ids.shape[0]):
         x = ids[k]
         s = st[S_USED]
         st[S_USED] += 1
-        slot_node[s] = x
-        node[x, P_SLOT] = s
-        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, head, pool_slot, pool_next, skey, bits, offs)
+        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, bk, chunks, chunk_prev, free, skey, bits, offs,
+                       rank_slot)
         out[k] = s
     return out
 

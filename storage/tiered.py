@@ -303,7 +303,7 @@ class TieredFeatureStore(FeatureStore):
                 ids = self._check_ids(b).cpu().numpy()
                 self._batch += 1
                 new.append(kernels.dedupe_first_occurrence(ids, self._mark, self._batch)[0])
-            loads = self.policy.plan(new) if new else None
+            loads = self.policy.plan(new, self.slot_of) if new else None
             self._plan_s += time.thread_time() - t0
             if loads is not None:
                 self._load(*loads)
