@@ -75,7 +75,11 @@ class CachePolicy:
             raise ConfigError(f"this {type(self).__name__} already serves a store; a policy keeps one "
                               "cache's state, so make a new policy object for each store")
         self.num_nodes, self.capacity = int(num_nodes), int(capacity)
-        ids = np.asarray(self._bind(), np.int64)
+        try:
+            ids = np.asarray(self._bind(), np.int64)
+        except BaseException:
+            self.num_nodes, self.capacity = -1, -1  # not bound: the object stays usable
+            raise
         if ids.size > self.capacity:
             raise AssertionError("policy preloaded more rows than the cache holds")
         return ids

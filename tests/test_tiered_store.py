@@ -302,6 +302,15 @@ def test_bad_base_and_policy_inputs():
         TieredFeatureStore(features(), 10, "lru", zero_copy=True)
 
 
+def test_a_policy_that_fails_to_bind_stays_unbound():
+    from gnnsys.storage import StaticPolicy
+
+    policy = StaticPolicy(np.ones(N - 5), "static-mine")  # a score of the wrong length
+    with pytest.raises(ConfigError, match="195 entries for 200 rows"):
+        TieredFeatureStore(features(), 10, policy)
+    assert not policy.bound
+
+
 def test_belady_refuses_gathers_off_its_trace():
     batches = id_batches()[:3]
     store = TieredFeatureStore(features(), 10, "belady", trace=batches)
