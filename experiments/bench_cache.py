@@ -385,9 +385,12 @@ def plot(results: dict[str, Any], path: str) -> None:
     caps = list(results["capacities"])
     xs = [100 * float(c) for c in caps]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k in results["capacities"][caps[0]]:
+    names = list(results["capacities"][caps[0]])
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))[::max(1, 20 // max(len(names), 1))]
+    for k, color in zip(names, colors):
         style = "--" if k in ("belady", "best-static") else "-"
-        ax.plot(xs, [results["capacities"][c][k]["hit_rate"] for c in caps], style, marker="o", label=k)
+        ax.plot(xs, [results["capacities"][c][k]["hit_rate"] for c in caps], style, marker="o", label=k,
+                color=color)
     cfg = results["config"]
     ax.set_xlabel("cache capacity (% of rows)")
     ax.set_ylabel("hit rate")
