@@ -95,6 +95,10 @@ class CachePolicy:
         """Batches of the window already seen and not yet served."""
         return 0
 
+    def known_batch(self, i: int) -> np.ndarray:
+        """Distinct ids of the ``i``-th known batch not yet served (``i < known_ahead()``)."""
+        raise IndexError(i)
+
     def plan(self, batches: Sequence[np.ndarray], slot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Take batches that follow the ones already known (distinct ids each); ``slot_of`` is the
         store's id -> slot map as it is now (read only). Returns rows to load into free slots
@@ -319,6 +323,9 @@ class PlannedPolicy(CachePolicy):
 
     def known_ahead(self) -> int:
         return len(self.window)
+
+    def known_batch(self, i: int) -> np.ndarray:
+        return self._window_ids[i]
 
     @staticmethod
     def _regrow(arrays: tuple[np.ndarray, ...], live_from: int, live_to: int, need: int) -> tuple[np.ndarray, ...]:

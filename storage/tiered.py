@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,6 +137,7 @@ class TieredFeatureStore(FeatureStore):
         self._mark = np.zeros(n, np.int64)
         self._batch = 0
         self._lock = threading.Lock()
+        self._planned_raw: deque[Any] = deque()  # the tensors plan() was given for the known batches
         self._cache_bits = bit_view(self.cache_rows) if device.type == "cpu" else None
         self._host_bits = bit_view(backing.rows) if backing.rows is not None else None
         self.reset_stats()
@@ -198,6 +200,8 @@ class TieredFeatureStore(FeatureStore):
             if self.capacity > 0:
                 t0 = time.thread_time()
                 if self.policy.expects(uniq):
+                    if self._planned_raw:
+                        self._planned_raw.popleft()
                     pos, sl = self.policy.step(uniq, slots)
                     t1 = time.thread_time()
                     self._policy_s += t1 - t0
@@ -292,21 +296,49 @@ class TieredFeatureStore(FeatureStore):
     # --------------------------------------------------------------------------- plan
     def plan(self, upcoming: Sequence[Any]) -> None:
         """Node ids of the next batches, in order (``upcoming[0]``: the next gather's). Batches the
-        policy already knows are skipped; a policy without look-ahead ignores the call."""
+        policy already knows are skipped; a policy without look-ahead ignores the call.
+
+        ``upcoming`` may also start a few batches later than the next gather (a pipeline whose
+        prefetch thread has not gathered yet): the store finds where ``upcoming[0]`` sits among
+        the batches it knows (the same tensor object, else the same ids) and takes only what
+        follows them. A list that starts with none of them counts as ``plan_mismatches``."""
         if self.policy.lookahead == 0:
             return
         with self._lock:
             t0 = time.thread_time()
+            upcoming = list(upcoming)
             known = self.policy.known_ahead()
-            new = []
-            for b in list(upcoming)[known:self.policy.lookahead]:
+            skip = known
+            if known and upcoming:
+                at = self._find_known(upcoming[0], known)
+                if at is None:
+                    self._plan_mismatches += 1
+                else:
+                    skip = known - at
+            new, raw = [], []
+            for b in upcoming[skip:skip + self.policy.lookahead - known]:
                 ids = self._check_ids(b).cpu().numpy()
                 self._batch += 1
                 new.append(kernels.dedupe_first_occurrence(ids, self._mark, self._batch)[0])
+                raw.append(b)
+            self._planned_raw.extend(raw)
             loads = self.policy.plan(new, self.slot_of) if new else None
             self._plan_s += time.thread_time() - t0
             if loads is not None:
                 self._load(*loads)
+
+    def _find_known(self, b: Any, known: int) -> int | None:
+        """Index of batch ``b`` among the policy's known, unserved batches, or None."""
+        for i, r in enumerate(self._planned_raw):
+            if r is b:
+                return i
+        ids = self._check_ids(b).cpu().numpy()
+        self._batch += 1
+        u = kernels.dedupe_first_occurrence(ids, self._mark, self._batch)[0]
+        for i in range(known):
+            if np.array_equal(self.policy.known_batch(i), u):
+                return i
+        return None
 
     # --------------------------------------------------------------------------- stats
     def stats(self) -> dict[str, dict[str, Any]]:
@@ -329,6 +361,7 @@ class TieredFeatureStore(FeatureStore):
                 "bookkeeping_s": self._policy_s + self._plan_s + self._maps_s, "policy_s": self._policy_s,
                 "plan_s": self._plan_s, "maps_s": self._maps_s, "admit_copy_s": self._admit_copy_s,
                 "batches": self._batches, "unplanned_batches": self._unplanned,
+                "plan_mismatches": self._plan_mismatches,
                 "device": str(self.cache_device), **self.policy.describe(),
             }
             back = {"rows": self._miss_rows, "bytes": self._miss_rows * rb, "preloaded_rows": self._preload_rows,
@@ -342,7 +375,7 @@ class TieredFeatureStore(FeatureStore):
         """Zero the counters (the cache keeps its rows; preloaded rows stay counted)."""
         super().reset_stats()
         self._hits = self._requests = self._miss_rows = self._served = self._batches = 0
-        self._admitted = self._unplanned = self._all_rows = 0
+        self._admitted = self._unplanned = self._all_rows = self._plan_mismatches = 0
         self._policy_s = self._plan_s = self._maps_s = self._admit_copy_s = 0.0
 
     def __repr__(self) -> str:

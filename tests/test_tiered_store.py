@@ -175,6 +175,32 @@ def test_unplanned_gathers_leave_a_planned_cache_alone():
     assert store.stats()["cache"]["unplanned_batches"] == 1 and store.policy.known_ahead() == 2
 
 
+def test_plan_may_run_ahead_of_the_gathers():
+    """A pipeline whose prefetch thread lags shows the window starting one or two batches past the
+    next gather; the store aligns it (by tensor, or by ids for copies) and the hits are those of
+    the in-order protocol."""
+    x = features()
+    batches = [torch.from_numpy(np.random.default_rng(s).choice(N, 40, replace=False)) for s in range(40)]
+
+    def hits(lag: int, copies: bool) -> list[int]:
+        store = TieredFeatureStore(x, 30, "planned", window=5)
+        out, prev = [], 0
+        for t, b in enumerate(batches):
+            start = min(t + lag, len(batches) - 1) if t else 0
+            window = batches[start:start + 6]
+            store.plan([w.clone() for w in window] if copies else window)
+            assert same_bits(store.gather(b), x[b])
+            h = store.stats()["cache"]["hits"]
+            out.append(h - prev)
+            prev = h
+        s = store.stats()["cache"]
+        assert s["unplanned_batches"] == 0 and s["plan_mismatches"] == 0
+        return out
+
+    in_order = hits(0, False)
+    assert hits(1, False) == in_order and hits(2, False) == in_order and hits(1, True) == in_order
+
+
 def test_gathers_from_two_threads_stay_consistent():
     x = features()
     store = TieredFeatureStore(x, 40, "s3fifo")
