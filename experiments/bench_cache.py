@@ -22,6 +22,7 @@ gather; with more, idle OpenMP workers spin and CPU time stops meaning work).
     python -m gnnsys.experiments.bench_cache --quick         # small smoke run
     gnnsys bench cache --plot results/bench_cache.png        # the same through the CLI
     python -m gnnsys.experiments.bench_cache --device cuda   # cache tier on the GPU (+ gather timings)
+    gnnsys bench cache --device cuda --capacities 0.1 --policies static-saint,s3fifo --extra-windows ""
 
 The graph is cached under ``$GNNSYS_CACHE`` (default ``/tmp``) by ``bench_samplers.bench_graph``.
 """
@@ -290,17 +291,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         x = x.pin_memory()  # once: every store's host tier then uses it as it is
     plain = InMemoryFeatureStore(x, check_finite=False)
     window = args.window or epoch_batches  # default: one epoch of batches
-    policies = list(POLICIES) + [f"planned@{w}" for w in args.extra_windows if w != window]
+    chosen = [p for p in POLICIES if not args.policies or p in args.policies]
+    for must in ("belady", "best-static", "planned"):  # the targets compare against these
+        if must not in chosen:
+            chosen.append(must)
+    policies = chosen + [f"planned@{w}" for w in args.extra_windows if w != window]
     results: dict[str, Any] = {
         "config": {"num_nodes": g.num_nodes, "num_edges": g.num_edges, "exponent": args.exponent, "dim": dim,
                    "dtype": "float32", "sampler": "saint-rw", "roots": roots, "walk_length": walk,
                    "train_fraction": args.train_fraction, "coverage": args.coverage, "presampled": presampled,
                    "epoch_batches": epoch_batches, "epochs": epochs, "trace_batches": len(trace),
                    "trace_start": start, "mean_batch_rows": float(sizes.mean()), "window": window,
-                   "static_fraction": args.static_fraction, "device": args.device,
+                   "static_fraction": args.static_fraction, "device": args.device, "policies": policies,
+                   "capacities": list(args.capacities),
                    "torch_threads": torch.get_num_threads(), "quick": bool(args.quick)},
         "capacities": {}}
-    for frac in CAPACITIES:
+    for frac in args.capacities:
         cap = int(frac * n)
         row: dict[str, Any] = {}
         for name in policies:
@@ -323,7 +329,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for frac, row in results["capacities"].items():
         bel, best = row["belady"]["hit_rate"], row["best-static"]["hit_rate"]
-        top_static = max(STATIC, key=lambda k: row[k]["hit_rate"])
+        top_static = max((k for k in STATIC if k in row), key=lambda k: row[k]["hit_rate"], default="best-static")
         dyn = [k for k in row if k not in ("belady", "best-static")]
         out[frac] = {
             "planned_vs_belady": row["planned"]["hit_rate"] / bel if bel else None,
@@ -369,7 +375,8 @@ def print_table(results: dict[str, Any]) -> None:
     for c in caps:
         row = results["capacities"][c]
         cells = ", ".join(f"{k} {row[k]['cache_bytes'] / 1e9:.2f}/{row[k]['host_bytes'] / 1e9:.2f}"
-                          f"(+{row[k]['preload_bytes'] / 1e9:.2f})" for k in ("static-saint", "s3fifo", "planned"))
+                          f"(+{row[k]['preload_bytes'] / 1e9:.2f})" for k in ("static-saint", "s3fifo", "planned")
+                          if k in row)
         print(f"{float(c):4.0%}: no cache {row[names[0]]['requested_bytes'] / 1e9:.2f}; {cells}")
     if "gpu_gathers" in results:
         print("\nGPU gathers:", json.dumps(results["gpu_gathers"], indent=1))
@@ -418,6 +425,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--trace-start", type=int, default=None, help="first stream index of the trace (default: after pre-sampling)")
     a("--window", type=int, default=None, help="planned cache's window in batches (default: one epoch)")
     a("--extra-windows", default="16,64", help="more planned windows to report, comma-separated ('' for none)")
+    a("--capacities", default=",".join(f"{c:g}" for c in CAPACITIES), help="cache sizes, fractions of the rows")
+    a("--policies", default="", help="comma-separated subset of the policies (belady, best-static and planned "
+      "always run: the targets compare against them); default all")
     a("--static-fraction", type=float, default=0.8, help="hybrid: share of the cache that is static")
     a("--device", default="cpu", help="cache device: cpu or cuda[:i]")
     a("--seed", type=int, default=0)
@@ -430,6 +440,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run, print the table, write JSON (and the plot)."""
     args.extra_windows = [int(w) for w in str(args.extra_windows).split(",") if w.strip()]
+    args.capacities = [float(c) for c in str(args.capacities).split(",") if c.strip()]
+    args.policies = [p.strip() for p in str(args.policies).split(",") if p.strip()]
+    unknown = [p for p in args.policies if p not in POLICIES]
+    if unknown or not args.capacities or not all(0.0 < c <= 1.0 for c in args.capacities):
+        raise ConfigError(f"bench cache: --policies takes names from {', '.join(POLICIES)} (got {unknown}); "
+                          f"--capacities fractions in (0, 1] (got {args.capacities})")
     results = run(args)
     print_table(results)
     out = Path(args.out or ("results/bench_cache_quick.json" if args.quick else "results/bench_cache.json"))
