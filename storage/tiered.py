@@ -84,8 +84,10 @@ class TieredFeatureStore(FeatureStore):
         capacity: cache rows (int) or a fraction of the rows (float in ``[0, 1]``).
         policy: a name from ``CACHE_POLICIES`` / ``ORACLE_POLICIES`` or a ``CachePolicy``.
         cache_device: ``"cpu"`` or ``"cuda[:i]"``.
-        zero_copy: on CUDA, gather misses with the zero-copy kernel (default: when Triton is
-            there and the host tier is pinned); ``False`` uses CPU ``index_select`` + copy.
+        zero_copy: on CUDA, gather with the zero-copy kernel (``storage.uva``: the GPU reads the
+            pinned host rows itself). Opt-in: it has not run on a GPU yet (no device was lent
+            while it was written); the default gathers misses with CPU ``index_select`` into
+            pinned memory + an async copy.
         **policy_inputs: what the policy is built from: ``graph``, ``train_nodes``, ``counts``
             (GraphSAINT's ``C_v``), ``trace``, ``window``, ``static_fraction``, ...
     """
@@ -93,7 +95,7 @@ class TieredFeatureStore(FeatureStore):
     tier = "tiered"
 
     def __init__(self, base: Any, capacity: Any, policy: str | CachePolicy = "s3fifo", cache_device: Any = "cpu",
-                 *, zero_copy: bool | None = None, **policy_inputs: Any) -> None:
+                 *, zero_copy: bool = False, **policy_inputs: Any) -> None:
         super().__init__()
         # --- check everything before anything is copied, pinned or bound
         device = resolve_cache_device(cache_device)
@@ -109,10 +111,10 @@ class TieredFeatureStore(FeatureStore):
                               f"{', '.join(CACHE_POLICIES + ORACLE_POLICIES)}")
         if zero_copy and (device.type != "cuda" or not triton_available()):
             raise ConfigError("zero_copy=True needs a CUDA cache device and Triton (shipped with CUDA builds of "
-                              "torch); leave zero_copy=None to use it where it is available")
+                              "torch); leave zero_copy=False for the CPU gather + copy path")
         if zero_copy and isinstance(base, DiskFeatureStore):
             raise ConfigError("zero_copy=True reads pinned host rows from the GPU; a disk tier has none: load the "
-                              "features into memory or leave zero_copy=None")
+                              "features into memory or leave zero_copy=False")
         num_rows = check_base(base)
         if policy_inputs.get("graph") is not None:
             check_graph_rows(policy_inputs["graph"], num_rows)
@@ -125,8 +127,7 @@ class TieredFeatureStore(FeatureStore):
         self.policy = policy
         self.capacity = cap
         self.cache_device = device
-        self.zero_copy = bool(device.type == "cuda" and getattr(backing, "pinned", False) and triton_available()
-                              if zero_copy is None else zero_copy)
+        self.zero_copy = bool(zero_copy)
         n, dim = backing.num_nodes, backing.dim
         self._row_bytes = backing.row_bytes
         self.cache_rows = torch.empty((max(cap, 1), dim), dtype=backing.dtype, device=device)

@@ -9,7 +9,8 @@ Triton (shipped with CUDA builds of torch): one program per (row, column block) 
 id up in the device slot map and copies it from the cache tier (device memory) or from the host
 tier (over PCIe), into the output, in one pass and without a staging buffer.
 
-Unmeasured: this machine has no GPU; ``experiments/bench_cache.py --device cuda`` measures it
+Opt-in (``TieredFeatureStore(..., zero_copy=True)``) and unmeasured: this machine has no GPU;
+``experiments/bench_cache.py --device cuda`` measures it
 against the plain path (CPU ``index_select`` + pinned copy) on a GPU machine, and
 ``tests/test_tiered_cuda.py`` checks it bit for bit.
 """
