@@ -174,6 +174,18 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_diagnose)
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """``gnnsys bench SUITE``: thin wrappers over ``gnnsys.experiments`` benchmarks."""
+    from gnnsys.experiments import bench_cache
+
+    p = sub.add_parser("bench", help="benchmark suites (cache: tiered feature store policies)")
+    suites = p.add_subparsers(dest="suite", required=True)
+    c = suites.add_parser("cache", help="cache policies: hit rate vs capacity against Belady and the best static set",
+                          description=bench_cache.__doc__.split("\n\n")[0])
+    bench_cache.add_arguments(c)
+    c.set_defaults(func=bench_cache.main)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnnsys", description="gnnsys: a GNN training engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     la = sub.add_parser("layers", help="list registered layer names")
     la.set_defaults(func=_cmd_layers)
     _add_diagnose(sub)
+    _add_bench(sub)
     return parser
 
 

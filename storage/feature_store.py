@@ -42,12 +42,13 @@ class FeatureStore:
     def _check_ids(self, ids: torch.Tensor) -> torch.Tensor:
         ids = torch.as_tensor(ids)
         if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise GraphError(f"FeatureStore.gather: ids must be integers, got {ids.dtype}")
+            raise GraphError(f"FeatureStore.gather: ids must be integers, got {ids.dtype}; pass node ids as an "
+                             "integer tensor (torch.long)")
         ids = ids.long()
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_nodes):
             raise GraphError(
                 f"FeatureStore.gather: ids {int(ids.min())}..{int(ids.max())} out of range "
-                f"[0, {self.num_nodes})"
+                f"[0, {self.num_nodes}); ids are rows of this feature matrix: pass global node ids of its graph"
             )
         return ids
 

@@ -1,0 +1,41 @@
+"""``build_feature_store``: the feature store a training run asks for (``--features``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gnnsys.storage.feature_store import FeatureStore, InMemoryFeatureStore
+from gnnsys.storage.policies import CACHE_POLICIES
+from gnnsys.storage.scores import check_graph_rows
+from gnnsys.storage.tiered import TieredFeatureStore
+
+from gnnsys.errors import ConfigError
+
+FEATURE_KINDS = ("memory", "tiered")
+
+
+def build_feature_store(features: Any, *, kind: str = "memory", cache_fraction: float | int = 0.1,
+                        cache_policy: str = "s3fifo", cache_device: Any = "cpu", graph: Any = None,
+                        train_nodes: Any = None, saint_counts: Any = None, **policy_options: Any) -> FeatureStore:
+    """The store for ``features`` (a tensor or a ``FeatureStore``).
+
+    ``kind="memory"``: the features as they are (an ``InMemoryFeatureStore`` for a tensor).
+    ``kind="tiered"``: a ``TieredFeatureStore`` with ``cache_fraction`` of the rows (or that many
+    rows, an int) on ``cache_device`` under ``cache_policy`` (one of ``CACHE_POLICIES``), built
+    from ``graph`` (degree, PageRank), ``train_nodes`` and ``saint_counts`` (GraphSAINT's ``C_v``,
+    ``sampler.stats.node_count``; needed by ``static-saint``, used as the warm-start score by the
+    others when given). ``policy_options``: ``window`` (planned), ``static_fraction``
+    (hybrid), ... In both kinds the feature rows must match ``graph``'s nodes."""
+    if kind not in FEATURE_KINDS:
+        raise ConfigError(f"unknown feature store kind {kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
+    if kind == "memory":
+        store = features if isinstance(features, FeatureStore) else InMemoryFeatureStore(torch.as_tensor(features))
+        if graph is not None:
+            check_graph_rows(graph, store.num_nodes)
+        return store
+    if cache_policy not in CACHE_POLICIES:
+        raise ConfigError(f"unknown cache policy {cache_policy!r} for training; choose one of "
+                          f"{', '.join(CACHE_POLICIES)} (belady and best-static need the whole trace: bench only)")
+    return TieredFeatureStore(features, cache_fraction, cache_policy, cache_device, graph=graph,
+                              train_nodes=train_nodes, counts=saint_counts, **policy_options)

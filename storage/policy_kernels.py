@@ -1,0 +1,634 @@
+"""numba kernels of the dynamic, planned and Belady cache policies.
+
+A policy sees one batch at a time: the batch's distinct ids in first-occurrence order
+(``uniq``) and the cache slot of each at the start of the batch (``slots``, -1: a miss). It
+returns its *admissions*: which batch positions go into which slots (the rows are the batch's
+own, already gathered, so admitting costs no extra read). Each kernel is a sequential scan over
+the batch; every structure it touches is an array (no hash maps, no Python objects).
+
+Admission records of one call are unique per slot: when a slot admitted earlier in the same
+batch is evicted again (a batch larger than the cache), its earlier record is dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+@njit(cache=True, nogil=True)
+def _compact(pos: np.ndarray, slot: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The records ``[0, n)`` whose position is not -1."""
+    k = 0
+    for i in range(n):
+        if pos[i] >= 0:
+            pos[k] = pos[i]
+            slot[k] = slot[i]
+            k += 1
+    return pos[:k].copy(), slot[:k].copy()
+
+
+@njit(cache=True, nogil=True)
+def _record(s: int, i: int, pos: np.ndarray, slot: np.ndarray, na: int, rec_of: np.ndarray,
+            rec_batch: np.ndarray, batch: int) -> int:
+    """Append admission ``(i, s)``; remember it per slot so a later eviction can drop it."""
+    pos[na] = i
+    slot[na] = s
+    rec_of[s] = na
+    rec_batch[s] = batch
+    return na + 1
+
+
+@njit(cache=True, nogil=True)
+def _drop_record(s: int, pos: np.ndarray, rec_of: np.ndarray, rec_batch: np.ndarray, batch: int) -> None:
+    """Slot ``s`` is evicted: forget an admission into it made earlier in this batch."""
+    if rec_batch[s] == batch:
+        pos[rec_of[s]] = -1
+        rec_batch[s] = -1
+
+
+# ------------------------------------------------------------------------------------- LRU
+
+
+@njit(cache=True, nogil=True)
+def lru_compact_log(log_slot: np.ndarray, log_stamp: np.ndarray, head: int, tail: int,
+                    stamp: np.ndarray) -> int:
+    """Move the live entries of the recency log ``[head, tail)`` to its front; returns the new tail."""
+    k = 0
+    for a in range(head, tail):
+        s = log_slot[a]
+        if stamp[s] == log_stamp[a]:
+            log_slot[k] = s
+            log_stamp[k] = log_stamp[a]
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def lru_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, stamp: np.ndarray,
+             log_slot: np.ndarray, log_stamp: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least recently used, at batch granularity: after the batch the cache holds the
+    ``capacity`` most recently used distinct rows, the batch's own in batch order counting as
+    the most recent (exactly what a sequential LRU over the batch leaves).
+
+    Recency lives in a log of ``(slot, stamp)`` entries, oldest first; an entry is live while
+    the slot's stamp equals it (re-using a slot or touching it again re-stamps it, which makes
+    its older entries dead). Victims are the first live entries at the head. ``state`` holds
+    ``[capacity, used, head, tail, batch]``; the caller keeps ``tail + len(uniq)`` within the log.
+    With fewer batch rows than slots the head never reaches this batch's entries (the victims
+    needed never outnumber the residents outside the batch), so no admission is undone.
+    """
+    cap, used, head, tail, batch = state[0], state[1], state[2], state[3], state[4]
+    n = uniq.shape[0]
+    pos = np.empty(min(n, cap) + 1, np.int64)
+    slot = np.empty(min(n, cap) + 1, np.int64)
+    na = 0
+    if n >= cap:
+        # only the batch's last `cap` rows stay; everything else goes
+        first = n - cap
+        keep = np.zeros(cap, np.bool_)
+        for i in range(first, n):
+            if slots[i] >= 0:
+                keep[slots[i]] = True
+        free = 0
+        tail = 0
+        head = 0
+        for i in range(first, n):
+            s = slots[i]
+            if s < 0:
+                while keep[free]:
+                    free += 1
+                s = free
+                free += 1
+                slot_node[s] = uniq[i]
+                pos[na] = i
+                slot[na] = s
+                na += 1
+            stamp[s] = batch
+            log_slot[tail] = s
+            log_stamp[tail] = batch
+            tail += 1
+        used = cap
+    else:
+        for i in range(n):  # touch the hits first: they are the batch's, never victims
+            if slots[i] >= 0:
+                stamp[slots[i]] = batch
+        for i in range(n):
+            s = slots[i]
+            if s < 0:
+                if used < cap:
+                    s = used
+                    used += 1
+                else:
+                    while True:  # the oldest live entry
+                        v = log_slot[head]
+                        live = stamp[v] == log_stamp[head]
+                        head += 1
+                        if live:
+                            s = v
+                            break
+                slot_node[s] = uniq[i]
+                stamp[s] = batch
+                pos[na] = i
+                slot[na] = s
+                na += 1
+            log_slot[tail] = s
+            log_stamp[tail] = batch
+            tail += 1
+    state[1], state[2], state[3], state[4] = used, head, tail, batch + 1
+    return pos[:na].copy(), slot[:na].copy()
+
+
+# --------------------------------------------------------------------------------- S3-FIFO
+
+
+@njit(cache=True, nogil=True)
+def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq: np.ndarray, sq: np.ndarray,
+                mq: np.ndarray, ghost_time: np.ndarray, st: np.ndarray, rec_of: np.ndarray,
+                rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """S3-FIFO (Yang et al., SOSP 2023) as DGL GraphBolt implements it, one row at a time in
+    batch order: a hit adds one to the row's 2-bit count (at most 3); a miss takes a free slot
+    or evicts one and enters the main queue if the ghost queue remembers it, else the small
+    queue, with count 0. Eviction (GraphBolt's ``Evict``): while the small queue is above its
+    target (``capacity // 10``) its oldest row either moves to the main queue with its count
+    reset (it was hit while there) or goes to the ghost and frees its slot; otherwise the main
+    queue's oldest row is put back with one hit fewer, until one without hits frees its slot.
+    The ghost remembers the last ``capacity - capacity // 10`` rows evicted from the small
+    queue (a row's ghost entry is its eviction time; a re-admitted row leaves the ghost).
+
+    ``st`` holds ``[capacity, used, s_head, s_len, m_head, m_len, ghost_clock, s_target,
+    ghost_capacity, batch]``; the queues are rings of ``capacity`` slots.
+    """
+    cap, used, sh, sl, mh, ml, clock, s_target, g_cap, batch = (st[0], st[1], st[2], st[3], st[4], st[5], st[6],
+                                                                 st[7], st[8], st[9])
+    n = uniq.shape[0]
+    pos = np.empty(n, np.int64)
+    slot = np.empty(n, np.int64)
+    na = 0
+    ghost = np.empty(n, np.int64)
+    for i in range(n):  # independent loads first (they overlap); the scan below is sequential
+        ghost[i] = ghost_time[uniq[i]]
+    for i in range(n):
+        x = uniq[i]
+        s = slots[i]
+        if s >= 0 and slot_node[s] == x:
+            if freq[s] < 3:
+                freq[s] += 1
+            continue
+        if used < cap:
+            s = used
+            used += 1
+        else:
+            s = -1
+            while sl > s_target:  # the small queue
+                v = sq[sh]
+                sh += 1
+                if sh == cap:
+                    sh = 0
+                sl -= 1
+                if freq[v] > 0:
+                    freq[v] = 0
+                    t = mh + ml
+                    mq[t - cap if t >= cap else t] = v
+                    ml += 1
+                else:
+                    ghost_time[slot_node[v]] = clock
+                    clock += 1
+                    s = v
+                    break
+            while s < 0:  # the main queue
+                v = mq[mh]
+                mh += 1
+                if mh == cap:
+                    mh = 0
+                if freq[v] > 0:
+                    freq[v] -= 1
+                    t = mh + ml - 1
+                    mq[t - cap if t >= cap else t] = v
+                else:
+                    ml -= 1
+                    s = v
+            slot_node[s] = -1
+            _drop_record(s, pos, rec_of, rec_batch, batch)
+        # a row missing at the start of the batch cannot have entered the ghost since; a hit evicted
+        # earlier in this batch may have
+        gt = ghost[i] if slots[i] < 0 else ghost_time[x]
+        if gt >= 0 and clock - gt <= g_cap:
+            ghost_time[x] = -1
+            t = mh + ml
+            mq[t - cap if t >= cap else t] = s
+            ml += 1
+        else:
+            t = sh + sl
+            sq[t - cap if t >= cap else t] = s
+            sl += 1
+        slot_node[s] = x
+        freq[s] = 0
+        na = _record(s, i, pos, slot, na, rec_of, rec_batch, batch)
+    st[1], st[2], st[3], st[4], st[5], st[6], st[9] = used, sh, sl, mh, ml, clock, batch + 1
+    return _compact(pos, slot, na)
+
+
+# -------------------------------------------------------------------- rank set (bitmap tree)
+
+
+@njit(cache=True, nogil=True)
+def _msb(w: np.uint64) -> int:
+    """Index of the highest set bit of a non-zero word."""
+    r = 0
+    for sh in (32, 16, 8, 4, 2, 1):
+        if w >> np.uint64(sh):
+            w = w >> np.uint64(sh)
+            r += sh
+    return r
+
+
+@njit(cache=True, nogil=True)
+def rankset_add(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
+    """Insert ``r`` into the set (a tree of 64-bit words, level 0 the leaves)."""
+    for lvl in range(offs.shape[0] - 1):
+        w = offs[lvl] + (r >> 6)
+        b = np.uint64(1) << np.uint64(r & 63)
+        had = bits[w] != 0
+        bits[w] |= b
+        if had:
+            return
+        r >>= 6
+
+
+@njit(cache=True, nogil=True)
+def rankset_remove(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
+    """Remove ``r`` (present) from the set."""
+    for lvl in range(offs.shape[0] - 1):
+        w = offs[lvl] + (r >> 6)
+        bits[w] &= ~(np.uint64(1) << np.uint64(r & 63))
+        if bits[w] != 0:
+            return
+        r >>= 6
+
+
+@njit(cache=True, nogil=True)
+def rankset_max(bits: np.ndarray, offs: np.ndarray) -> int:
+    """The largest member, -1 if the set is empty."""
+    top = offs.shape[0] - 2
+    if bits[offs[top]] == 0:
+        return -1
+    idx = 0
+    for lvl in range(top, -1, -1):
+        idx = (idx << 6) | _msb(bits[offs[lvl] + idx])
+    return idx
+
+
+def rankset_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zeroed words and level offsets of a rank set over ``[0, n)`` (the last level one word)."""
+    sizes = []
+    m = max(n, 1)
+    while True:
+        m = (m + 63) // 64
+        sizes.append(m)
+        if m == 1:
+            break
+    offs = np.zeros(len(sizes) + 1, np.int64)
+    offs[1:] = np.cumsum(sizes)
+    return np.zeros(int(offs[-1]), np.uint64), offs
+
+
+# ------------------------------------------------------------------- planned (window Belady)
+
+# columns of the planned policy's per-node table (one cache line per node touched): its next use
+# (kept until the warm start only), its latest entry in the window, its static rank; one spare
+P_NEXT, P_LAST, P_RANK = 0, 1, 2
+# entries of the planned policy's state vector
+S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_FREE = 0, 1, 2, 3, 4, 5, 6
+CHUNK = 64  # slots per chunk of a bucket's stack
+
+
+@njit(cache=True, nogil=True)
+def _bucket_push(b: int, s: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
+                 st: np.ndarray) -> None:
+    """Slot ``s`` now has next use ``b``: push it on bucket ``b``'s stack (chunks of ``CHUNK``
+    slots, so pushes and pops walk contiguous memory; ``bk[b]`` = (top chunk, its fill)). Stacks
+    are lazy: an entry whose slot was re-keyed is skipped when it reaches the top. The caller
+    keeps enough free chunks (``free[:st[S_FREE]]``)."""
+    h = b & (bk.shape[0] - 1)
+    c = bk[h, 0]
+    if c < 0 or bk[h, 1] == CHUNK:
+        st[S_FREE] -= 1
+        c2 = free[st[S_FREE]]
+        chunk_prev[c2] = c
+        bk[h, 0] = c2
+        bk[h, 1] = 0
+        c = c2
+    chunks[c, bk[h, 1]] = s
+    bk[h, 1] += 1
+    if b > st[S_HI]:
+        st[S_HI] = b
+
+
+@njit(cache=True, nogil=True)
+def _bucket_clear(b: int, bk: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray, st: np.ndarray) -> None:
+    """Bucket ``b`` is served (every entry in it is stale): give its chunks back."""
+    h = b & (bk.shape[0] - 1)
+    c = bk[h, 0]
+    while c >= 0:
+        free[st[S_FREE]] = c
+        st[S_FREE] += 1
+        c = chunk_prev[c]
+    bk[h, 0] = -1
+    bk[h, 1] = 0
+
+
+@njit(cache=True, nogil=True)
+def _bucket_top(t: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
+                skey: np.ndarray, st: np.ndarray) -> int:
+    """A slot whose next use is the furthest in the window (after batch ``t``), at the top of
+    its bucket's stack (stale entries dropped on the way); -1 if no resident has a next use."""
+    bm = bk.shape[0] - 1
+    hi = st[S_HI]
+    while hi > t:
+        h = hi & bm
+        c = bk[h, 0]
+        while c >= 0:
+            k = bk[h, 1]
+            while k > 0 and skey[chunks[c, k - 1]] != hi:
+                k -= 1
+            if k > 0:
+                bk[h, 1] = k
+                st[S_HI] = hi
+                return chunks[c, k - 1]
+            free[st[S_FREE]] = c  # an exhausted chunk: back to the free list, on to the one below
+            st[S_FREE] += 1
+            c = chunk_prev[c]
+            bk[h, 0] = c
+            bk[h, 1] = CHUNK
+        bk[h, 1] = 0
+        hi -= 1
+    st[S_HI] = hi
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_id: np.ndarray,
+                  ent_next: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
+                  chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                  rank_slot: np.ndarray) -> None:
+    """Batch ``b`` (distinct ids) enters the window: link each id's previous occurrence in the
+    window to it; an id without one (or whose last occurrence is already served) gets ``b`` as
+    its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``)."""
+    mask = ent_id.shape[0] - 1  # a power of two
+    start = st[S_ENT_TAIL]
+    served = st[S_ENT_HEAD]  # entries before this one are served
+    n = ids.shape[0]
+    last = np.empty(n, np.int64)
+    for j in range(n):  # independent loads first (they overlap)
+        last[j] = node[ids[j], P_LAST]
+    for j in range(n):
+        x = ids[j]
+        a = start + j
+        ent_id[a & mask] = x
+        ent_next[a & mask] = -1
+        p = last[j]
+        if p >= served:
+            ent_next[p & mask] = b
+        else:
+            node[x, P_NEXT] = b
+            s = slot_of[x]
+            if s >= 0:
+                rankset_remove(bits, offs, node[x, P_RANK])
+                skey[s] = b
+                _bucket_push(b, s, bk, chunks, chunk_prev, free, st)
+        node[x, P_LAST] = a
+    st[S_ENT_TAIL] = start + n
+    if b > st[S_HI]:
+        st[S_HI] = b
+
+
+@njit(cache=True, nogil=True)
+def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
+                   chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                   rank_slot: np.ndarray) -> None:
+    """Key slot ``s`` by its next use ``nx`` (bucket), or by ``rank`` when none is known (rank set,
+    which remembers the slot of each member)."""
+    skey[s] = nx
+    if nx >= 0:
+        _bucket_push(nx, s, bk, chunks, chunk_prev, free, st)
+    else:
+        rankset_add(bits, offs, rank)
+        rank_slot[rank] = s
+
+
+@njit(cache=True, nogil=True)
+def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
+                    st: np.ndarray, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray,
+                    free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray,
+                    rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Serve batch ``t`` (the window's first; ``slots``: its rows' slots at the start, from the
+    store): Belady inside the window. Rows are ranked by next use (a batch index in the window),
+    rows with no use in the window after them by their static rank; after the batch the cache
+    holds the best ``capacity`` rows of (residents + batch). Hits are re-keyed first, then each
+    miss replaces the worst resident if it ranks strictly better, else bypasses the cache.
+
+    Only rows with no use left in the window touch the node table here (their rank); the next
+    uses come in order from the entry ring, filled when the batches entered; a victim's slot
+    comes from its bucket entry or from ``rank_slot``. The store keeps the id -> slot map."""
+    cap = st[S_CAP]
+    mask = ent_id.shape[0] - 1  # a power of two
+    start = st[S_ENT_HEAD]
+    n = slots.shape[0]
+    pos = np.empty(n, np.int64)
+    slot = np.empty(n, np.int64)
+    miss_j = np.empty(n, np.int64)
+    miss_next = np.empty(n, np.int64)
+    rank = np.empty(n, np.int64)
+    for j in range(n):  # ranks of the rows with no next use in the window (independent loads)
+        if ent_next[(start + j) & mask] < 0:
+            rank[j] = node[ent_id[(start + j) & mask], P_RANK]
+    nm = 0
+    for j in range(n):
+        nx = ent_next[(start + j) & mask]
+        s = slots[j]
+        if s >= 0:  # a hit: re-key (its entry in bucket t goes stale)
+            _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
+        else:
+            miss_j[nm] = j
+            miss_next[nm] = nx
+            nm += 1
+    _bucket_clear(t, bk, chunk_prev, free, st)  # bucket t is served: its entries are all stale
+    na = 0
+    r = rankset_max(bits, offs)  # the worst resident without a next use; kept current below
+    top = -2  # the slot of the worst resident with one (-2: to look up); only a pop changes it, as
+    # admissions here are keyed below it
+    for k in range(nm):
+        if cap == 0:
+            break
+        j = miss_j[k]
+        nx = miss_next[k]
+        if st[S_USED] < cap:
+            s = st[S_USED]
+            st[S_USED] += 1
+        else:
+            if r >= 0:  # worst resident: no known use, lowest rank
+                if nx < 0 and rank[j] >= r:
+                    continue
+                s = rank_slot[r]
+                rankset_remove(bits, offs, r)
+                r = rankset_max(bits, offs)
+            else:  # worst resident: the furthest next use in the window
+                if nx < 0:
+                    continue
+                if top == -2:
+                    top = _bucket_top(t, bk, chunks, chunk_prev, free, skey, st)
+                if nx >= st[S_HI]:
+                    continue
+                s = top
+                bk[st[S_HI] & (bk.shape[0] - 1), 1] -= 1  # pop it
+                top = -2
+            _drop_record(s, pos, rec_of, rec_batch, t)
+        _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
+        if nx < 0 and rank[j] > r:
+            r = rank[j]
+        na = _record(s, j, pos, slot, na, rec_of, rec_batch, t)
+    st[S_ENT_HEAD] = start + n
+    st[S_NEXT] = t + 1
+    return _compact(pos, slot, na)
+
+
+@njit(cache=True, nogil=True)
+def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
+                    chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                    rank_slot: np.ndarray) -> np.ndarray:
+    """Key ``ids`` (not resident, at most the free slots) into the next free slots; returns the slots."""
+    out = np.empty(ids.shape[0], np.int64)
+    for k in range(ids.shape[0]):
+        x = ids[k]
+        s = st[S_USED]
+        st[S_USED] += 1
+        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, bk, chunks, chunk_prev, free, skey, bits, offs,
+                       rank_slot)
+        out[k] = s
+    return out
+
+
+# --------------------------------------------------------------------- Belady (offline, heap)
+
+
+@njit(cache=True, nogil=True)
+def _heap_up(h: np.ndarray, hpos: np.ndarray, key: np.ndarray, i: int) -> None:
+    s = h[i]
+    k = key[s]
+    while i > 0:
+        p = (i - 1) >> 1
+        if key[h[p]] >= k:
+            break
+        h[i] = h[p]
+        hpos[h[i]] = i
+        i = p
+    h[i] = s
+    hpos[s] = i
+
+
+@njit(cache=True, nogil=True)
+def _heap_down(h: np.ndarray, hpos: np.ndarray, key: np.ndarray, i: int, size: int) -> None:
+    s = h[i]
+    k = key[s]
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and key[h[c + 1]] > key[h[c]]:
+            c += 1
+        if key[h[c]] <= k:
+            break
+        h[i] = h[c]
+        hpos[h[i]] = i
+        i = c
+    h[i] = s
+    hpos[s] = i
+
+
+@njit(cache=True, nogil=True)
+def belady_simulate(flat: np.ndarray, offsets: np.ndarray, next_use: np.ndarray, preload: np.ndarray,
+                    preload_key: np.ndarray, cap: int, num_nodes: int) -> tuple[np.ndarray, np.ndarray,
+                                                                                  np.ndarray, np.ndarray]:
+    """Belady's MIN with bypass over a whole recorded trace, at batch granularity.
+
+    ``flat[offsets[t]:offsets[t+1]]`` are batch ``t``'s distinct ids, ``next_use`` the batch of
+    each entry's next occurrence (the number of batches: never again). The cache starts with
+    ``preload`` (keys: their first use). Residents sit in a max-heap on next use; after each batch
+    the cache holds the ``cap`` rows of (residents + batch) used soonest (a miss replaces the
+    heap's top only if used strictly sooner). Returns the hits of every batch and its admissions
+    as ``(adm_offsets, adm_pos, adm_slot)``: the changeset the store replays, as Ginex's
+    executor does."""
+    nb = offsets.shape[0] - 1
+    c1 = max(cap, 1)
+    pslot = np.full(num_nodes, -1, np.int64)
+    heap = np.empty(c1, np.int64)
+    hpos = np.empty(c1, np.int64)
+    key = np.empty(c1, np.int64)
+    slot_node = np.full(c1, -1, np.int64)
+    rec_of = np.zeros(c1, np.int64)
+    rec_batch = np.full(c1, -1, np.int64)
+    size = 0
+    for k in range(preload.shape[0]):
+        s = size
+        slot_node[s] = preload[k]
+        pslot[preload[k]] = s
+        key[s] = preload_key[k]
+        heap[size] = s
+        size += 1
+        _heap_up(heap, hpos, key, size - 1)
+    hits = np.zeros(nb, np.int64)
+    adm_off = np.zeros(nb + 1, np.int64)
+    adm_pos = np.empty(flat.shape[0], np.int64)
+    adm_slot = np.empty(flat.shape[0], np.int64)
+    was_hit = np.zeros(0, np.bool_)
+    na = 0
+    for t in range(nb):
+        a0, a1 = offsets[t], offsets[t + 1]
+        if was_hit.shape[0] < a1 - a0:
+            was_hit = np.zeros(a1 - a0, np.bool_)
+        h = 0
+        for a in range(a0, a1):
+            s = pslot[flat[a]]
+            was_hit[a - a0] = s >= 0
+            if s >= 0:
+                h += 1
+                key[s] = next_use[a]
+                _heap_up(heap, hpos, key, hpos[s])
+                _heap_down(heap, hpos, key, hpos[s], size)
+        hits[t] = h
+        first = na
+        if cap > 0:
+            for a in range(a0, a1):
+                if was_hit[a - a0]:
+                    continue
+                x = flat[a]
+                nx = next_use[a]
+                if size < cap:
+                    s = size
+                    heap[size] = s
+                    size += 1
+                    key[s] = nx
+                    _heap_up(heap, hpos, key, size - 1)
+                else:
+                    s = heap[0]
+                    if key[s] <= nx:
+                        continue
+                    pslot[slot_node[s]] = -1
+                    _drop_record(s, adm_pos, rec_of, rec_batch, t)
+                    key[s] = nx
+                    _heap_down(heap, hpos, key, 0, size)
+                slot_node[s] = x
+                pslot[x] = s
+                na = _record(s, a - a0, adm_pos, adm_slot, na, rec_of, rec_batch, t)
+        k = first
+        for r in range(first, na):  # drop the undone admissions of this batch
+            if adm_pos[r] >= 0:
+                adm_pos[k] = adm_pos[r]
+                adm_slot[k] = adm_slot[r]
+                k += 1
+        na = k
+        adm_off[t + 1] = na
+    return hits, adm_off, adm_pos[:na].copy(), adm_slot[:na].copy()
