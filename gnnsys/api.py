@@ -103,7 +103,12 @@ def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torc
     sampler = getattr(sampler, "sampler", sampler)  # a SaintLoader's sampler
     stats = getattr(sampler, "stats", None)
     train_nodes = (split or dataset.split).get("train") if dataset.task == "node" else None
-    options = {} if cfg.cache_window is None else {"window": cfg.cache_window}
+    window = cfg.cache_window
+    if window is None and sampler is not None and hasattr(sampler, "__len__"):
+        from gnnsys.storage.policies import DEFAULT_WINDOW
+
+        window = max(1, min(DEFAULT_WINDOW, len(sampler)))  # an epoch ahead (the pipeline looks ahead per epoch)
+    options = {} if window is None else {"window": window}
     cache_device = cfg.cache_device or (cfg.device if cfg.device.startswith("cuda") else "cpu")
     store = build_feature_store(
         dataset.features, kind=cfg.features, cache_fraction=cfg.cache_fraction,

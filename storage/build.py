@@ -10,9 +10,8 @@ from gnnsys.storage.policies import CACHE_POLICIES
 from gnnsys.storage.scores import check_graph_rows
 from gnnsys.storage.tiered import TieredFeatureStore
 
+from gnnsys.config import FEATURE_KINDS
 from gnnsys.errors import ConfigError
-
-FEATURE_KINDS = ("memory", "tiered")
 
 
 def build_feature_store(features: Any, *, kind: str = "memory", cache_fraction: float | int = 0.1,

@@ -40,9 +40,9 @@ from gnnsys.storage.scores import (
     trace_counts,
 )
 
+from gnnsys.config import CACHE_POLICIES
 from gnnsys.errors import ConfigError
 
-CACHE_POLICIES = ("static-degree", "static-pagerank", "static-saint", "lru", "s3fifo", "hybrid", "planned")
 ORACLE_POLICIES = ("belady", "best-static")
 DEFAULT_WINDOW = 256
 
