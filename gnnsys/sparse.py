@@ -288,12 +288,24 @@ def _cached_on(x: torch.Tensor, attr: str, compute: Callable[[], Any]) -> Any:
     return value
 
 
+def _clearly_dense(x: torch.Tensor, rows: int = 256) -> bool:
+    """Whether an evenly spaced sample of ``rows`` rows of a large matrix is more than twice as
+    dense as a mostly-zero matrix may be: then the full count (a pass over every entry of every
+    fresh batch's features) is skipped."""
+    if x.dim() != 2 or x.size(0) <= 4 * rows:
+        return False
+    sample = x[:: x.size(0) // rows]
+    return int(torch.count_nonzero(sample)) > 2 * MOSTLY_ZERO_MAX_DENSITY * sample.numel()
+
+
 def nonzero_coords(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(rows, cols)`` of the nonzeros of a 2-D matrix that is mostly zero (at most
     ``MOSTLY_ZERO_MAX_DENSITY`` nonzero), else ``None``; cached on ``x`` like ``sparse_input``."""
 
     def compute() -> tuple[torch.Tensor, torch.Tensor] | None:
-        if not x.numel() or int(torch.count_nonzero(x)) > MOSTLY_ZERO_MAX_DENSITY * x.numel():
+        if not x.numel() or _clearly_dense(x):
+            return None
+        if int(torch.count_nonzero(x)) > MOSTLY_ZERO_MAX_DENSITY * x.numel():
             return None  # one cheap counting pass spares ``nonzero`` on a dense matrix
         return x.nonzero(as_tuple=True)
 
