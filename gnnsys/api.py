@@ -39,7 +39,7 @@ def model_for(dataset: Dataset, cfg: TrainConfig) -> GNNStack:
     return build_model(
         cfg.layer, dataset.num_features, cfg.hidden, dataset.num_classes, cfg.layers, dropout=cfg.dropout,
         task=dataset.task, encoder=encoder, num_nodes=dataset.num_nodes, norm=cfg.norm,
-        link_head=cfg.link_head or "mlp", readout=cfg.readout or "sum", layer_kwargs=cfg.extra.get("layer_kwargs"),
+        link_head=cfg.link_head or "mlp", readout=cfg.readout or "sum", layer_kwargs=cfg.layer_kwargs(),
         residual=cfg.residual,
     )
 

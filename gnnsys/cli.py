@@ -21,7 +21,44 @@ from gnnsys.config import (
     VN_EDGE_DIRECTIONS,
     TrainConfig,
 )
-from gnnsys.errors import GnnsysError
+from gnnsys.errors import ConfigError, GnnsysError
+
+
+# ---- one-line errors (issue 17, item 8): argparse's own errors in the ``gnnsys: error:`` form
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors (bad choice, bad number, missing value) are one
+    ``gnnsys: error: ...`` line and exit status 2, like every other gnnsys error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"gnnsys: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+# ---- end one-line errors
+
+
+# ---- layer arguments (issue 17, item 4)
+def parse_layer_args(items: list[str] | None) -> dict[str, object]:
+    """``["K=3", "aggr=max"]`` -> ``{"K": 3, "aggr": "max"}``: values are Python literals
+    (``3``, ``0.5``, ``True``, ``None``, ``'max'``, ``(1, 2)``); a bare word that is no literal
+    (``max``, ``sym``) is taken as that string."""
+    import ast
+    import re
+
+    out: dict[str, object] = {}
+    for item in items or []:
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise ConfigError(f"--layer-arg expects NAME=VALUE (e.g. --layer-arg K=3), got {item!r}")
+        try:
+            value: object = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError) as e:
+            if not re.fullmatch(r"[A-Za-z_][\w.\-]*", text.strip()):
+                raise ConfigError(f"--layer-arg {item}: {text!r} is not a Python literal (numbers, True/False/None, "
+                                  f"'quoted strings', tuples, lists, dicts)") from e
+            value = text.strip()
+        out[name] = value
+    return out
+# ---- end layer arguments
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +69,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--data-root", default=None, help="data folder (default: $GNNSYS_DATA)")
     a("--config", default=None, help="JSON file of TrainConfig fields; command-line options win")
     a("--layer", default=None, help="gcn, sage, gat, gin, dgl-*, or path/to/file.py:MyConv")
+    a("--layer-arg", dest="layer_arg", action="append", default=None, metavar="NAME=VALUE",
+      help="keyword argument of the layer constructor (repeatable; Python literals, bare words are strings), "
+           "e.g. --layer torch_geometric.nn:ChebConv --layer-arg K=3")
     a("--layers", type=int, default=None, help="number of GNN layers")
     a("--hidden", type=int, default=None, help="hidden width")
     a("--epochs", type=int, default=None)
@@ -62,7 +102,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     a("--saint-graph", choices=("train", "full"), default=None)
     a("--saint-norm-cache", default=None, help="file to save/load GraphSAINT normalization statistics")
     a("--saint-unseen-edges", choices=SAINT_UNSEEN_EDGES, default=None,
-      help="weight of an edge never seen in pre-sampling: clip (the original's 1e4) or once (counted once)")
+      help="weight of an edge never seen in pre-sampling: once (counted once, weight C_v; the default) or "
+           "clip (the paper-exact option: the original GraphSAINT's clipped weight 1e4)")
     a("--num-workers", type=int, default=None, help="DataLoader worker processes for subgraph sampling")
     a("--features", choices=FEATURE_KINDS, default=None,
       help="where node features are read from: memory (default) or tiered (a cache tier in front of the host tier)")
@@ -109,6 +150,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Build a ``TrainConfig`` from parsed ``train`` arguments (``--config`` file first)."""
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None and k != "config"}
+    if getattr(args, "layer_arg", None):
+        given["layer_args"] = parse_layer_args(args.layer_arg)
     if not args.quiet:
         given.pop("quiet", None)
     if args.config:
@@ -187,7 +230,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gnnsys", description="gnnsys: a GNN training engine")
+    parser = _Parser(prog="gnnsys", description="gnnsys: a GNN training engine")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     d = sub.add_parser("datasets", help="list dataset names")

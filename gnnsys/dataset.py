@@ -98,6 +98,25 @@ class Dataset:
                 "Check the split files or use --split random."
             )
 
+    # ---- your own data in (issue 17, item 3); the converters live in gnnsys.datasets.loaders.pyg_loader
+    @staticmethod
+    def from_pyg(data_or_dataset: Any, name: str | None = None, task: str | None = None, **kw: Any) -> Dataset:
+        """A ``Dataset`` from a PyG ``Data`` (``x``, ``y``, masks or an edge split), a PyG dataset of
+        graphs (graph task) or ``RandomLinkSplit``'s ``(train, val, test)``; see
+        ``gnnsys.datasets.loaders.pyg_loader.from_pyg``."""
+        from gnnsys.datasets.loaders.pyg_loader import from_pyg
+
+        return from_pyg(data_or_dataset, name=name, task=task, **kw)
+
+    @staticmethod
+    def from_dgl(graph: Any, name: str = "dgl", **kw: Any) -> Dataset:
+        """A node-task ``Dataset`` from a ``DGLGraph`` with ``ndata`` ``feat``, ``label`` and
+        ``train_mask``/``val_mask``/``test_mask``; see ``pyg_loader.from_dgl``."""
+        from gnnsys.datasets.loaders.pyg_loader import from_dgl
+
+        return from_dgl(graph, name=name, **kw)
+    # ---- end your own data in
+
     def graph_nodes(self, g: int) -> tuple[int, int]:
         """Node range ``[start, end)`` of graph ``g`` (graph tasks)."""
         assert self.graph_ptr is not None

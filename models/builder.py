@@ -6,7 +6,7 @@ from typing import Any
 
 from gnnsys.models.encoders import AtomFeatureEncoder, FeatureEncoder, NodeEmbeddingEncoder
 from gnnsys.models.heads import GraphHead, LinkHead, NodeHead
-from gnnsys.models.registry import get_layer
+from gnnsys.models.registry import construct_layer, get_layer
 from gnnsys.models.stack import GNNStack
 from torch import nn
 
@@ -76,7 +76,9 @@ def build_model(
     last_kw = dict(kw)
     if last_is_classifier and "heads" in kw:
         last_kw["heads"] = 1  # the classifier layer of a multi-head attention stack has one head (as in GAT)
-    layers = [cls(dims[i], dims[i + 1], **(last_kw if i == num_layers - 1 else kw)) for i in range(num_layers)]
+    label = layer if isinstance(layer, str) else None
+    layers = [construct_layer(cls, dims[i], dims[i + 1], last_kw if i == num_layers - 1 else kw, name=label)
+              for i in range(num_layers)]
     if norm not in (None, "none", "batch"):
         raise ConfigError(f"norm must be None or 'batch', not {norm!r}")
     norms = [nn.BatchNorm1d(dims[i + 1]) if norm == "batch" else nn.Identity() for i in range(num_layers)]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -88,3 +90,60 @@ def get_layer(name: str | type[nn.Module]) -> type[nn.Module]:
         " (dgl-graphconv, dgl-sageconv, dgl-ginconv, dgl-gatconv with the dgl extra), "
         "or 'path/to/file.py:ClassName' for your own layer."
     )
+
+
+# ---- layer arguments (issue 17): building a layer with the user's keyword arguments
+LAYER_ARG_HINT = "--layer-arg NAME=VALUE on the command line, layer_args in TrainConfig"
+
+
+def _layer_label(cls: type[nn.Module]) -> str:
+    return getattr(cls, "layer_name", None) or f"{cls.__module__}:{cls.__qualname__}"
+
+
+def construct_layer(cls: type[nn.Module], in_dim: int, out_dim: int, kwargs: dict[str, Any] | None = None,
+                    name: str | None = None) -> nn.Module:
+    """``cls(in_dim, out_dim, **kwargs)``; a constructor that does not fit (a missing required
+    argument, an unknown keyword, a value it rejects) is a ``ConfigError`` naming the argument
+    and the flag (``--layer-arg``) instead of a ``TypeError`` traceback."""
+    kwargs = dict(kwargs or {})
+    label = name or _layer_label(cls)
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        sig = None
+    if sig is not None:
+        params = sig.parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in kwargs if k not in params or params[k].kind is inspect.Parameter.POSITIONAL_ONLY]
+        if unknown and not takes_any:
+            known = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][2:]
+            raise ConfigError(f"layer {label} takes no argument {unknown[0]!r} (given by --layer-arg "
+                              f"{unknown[0]}=...); its arguments: {', '.join(known) or 'none besides the two widths'}")
+        try:
+            sig.bind(in_dim, out_dim, **kwargs)
+        except TypeError as e:
+            positional = [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty
+                       and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                       and n not in kwargs and n not in positional[:2]]
+            if missing:
+                raise ConfigError(f"layer {label} needs the argument {missing[0]!r}: pass --layer-arg "
+                                  f"{missing[0]}=VALUE (layer arguments: {LAYER_ARG_HINT})") from e
+            raise ConfigError(f"layer {label} cannot be built as {cls.__name__}(in_dim, out_dim, "
+                              f"{', '.join(f'{k}=...' for k in kwargs)}): {e} ({LAYER_ARG_HINT})") from e
+    try:
+        return cls(in_dim, out_dim, **kwargs)
+    except ValueError as e:  # a value the layer rejects (e.g. GAT's heads not dividing the width)
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"layer {label} rejected its arguments ({given or 'none'}; layer arguments: "
+                          f"{LAYER_ARG_HINT}), built as ({in_dim}, {out_dim}): {e}") from e
+    except TypeError as e:
+        import re
+
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if bad and bad.group(1) in kwargs:
+            raise ConfigError(f"layer {label} takes no argument {bad.group(1)!r} (given by --layer-arg "
+                              f"{bad.group(1)}={kwargs[bad.group(1)]!r}): {e}") from e
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no layer arguments"
+        raise ConfigError(f"layer {label} rejected its arguments ({given}; from --layer-arg): {e}") from e
+# ---- end layer arguments

@@ -26,6 +26,7 @@ from gnnsys.samplers.saint_induce import GroupInducer, Induced, OrientedAdjacenc
 from gnnsys.samplers.saint_norm import AGGR_CLIP, UNSEEN_EDGE_MODES, SaintMiniBatch, SaintStatistics
 from torch.utils.data import IterableDataset, get_worker_info
 
+from gnnsys.config import DEFAULT_SAINT_UNSEEN_EDGES
 from gnnsys.errors import ConfigError, GraphError
 from gnnsys.graph import Graph
 from gnnsys.threads import BACKGROUND_NICE, in_background, thread_pool, usable_cores
@@ -62,7 +63,8 @@ class SaintSampler(IterableDataset):
             ``SaintMiniBatch``) or ``"subgraph"`` (plain ``MiniBatch``: layers normalize by the
             subgraph's weighted degree).
         unseen_edges: weight of an edge that pre-sampling never saw (``C_uv = 0 < C_v``):
-            ``"clip"`` (the original: ``1e4``) or ``"once"`` (counted as seen once: ``C_v``).
+            ``"once"`` (counted as seen once: ``C_v``; the default) or ``"clip"`` (the
+            paper-exact original: ``1e4``).
             With ``"clip"`` a warning says when later subgraphs are expected to hold such
             edges (see ``saint_norm``).
         cache_limit_bytes: memory for keeping pre-sampled subgraphs.
@@ -85,7 +87,7 @@ class SaintSampler(IterableDataset):
         device: torch.device | str | None = None,
         group_size: int = 8,
         aggr_norm: str = "graph",
-        unseen_edges: str = "clip",
+        unseen_edges: str = DEFAULT_SAINT_UNSEEN_EDGES,
         cache_limit_bytes: int = 512 << 20,
         num_threads: int | None = None,
         backend: str = "auto",

@@ -44,9 +44,9 @@ def test_config_budgets_and_graph_mode(sbm):
     s = make_saint_loader(sbm, TrainConfig(sampler="saint-mrw", saint_budget=50, saint_frontier=20,
                                            saint_coverage=2))
     assert (s.budget, s.frontier_size) == (50, 20)
-    assert s.unseen_edges == "clip"  # the original's handling by default
-    s = make_saint_loader(sbm, TrainConfig(sampler="saint-edge", saint_unseen_edges="once", saint_coverage=2))
-    assert s.unseen_edges == "once"
+    assert s.unseen_edges == "once"  # unseen edges counted once by default (issue 17)
+    s = make_saint_loader(sbm, TrainConfig(sampler="saint-edge", saint_unseen_edges="clip", saint_coverage=2))
+    assert s.unseen_edges == "clip"  # the paper-exact option
     with pytest.raises(ConfigError, match="saint-unseen-edges"):
         TrainConfig(sampler="saint-edge", saint_unseen_edges="zero").validate()
     assert default_budgets("saint-node", 10**6, 10**6) == {"budget": 8000}
