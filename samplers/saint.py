@@ -95,8 +95,17 @@ def make_saint_loader(dataset: Dataset, config: TrainConfig, device: Any = "cpu"
     Iterating the result yields an epoch of ``SaintMiniBatch`` es (subgraphs: node ids, edges,
     weights; ``gnnsys.loading.LoadingPipeline`` adds features and operators); with
     ``config.num_workers > 0`` iterate ``sampler.dataloader(config.num_workers)`` instead."""
-    sampler = build_saint_sampler(dataset, config, device)
     cache = Path(config.saint_norm_cache).expanduser() if config.saint_norm_cache else None
+    if cache is not None and not cache.exists():  # fail before pre-sampling, not after it
+        import os
+
+        parent = cache.parent if str(cache.parent) else Path(".")
+        if cache.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            why = "is a folder" if cache.is_dir() else (f"its folder {parent} does not exist" if not parent.is_dir()
+                                                          else f"its folder {parent} is not writable")
+            raise ConfigError(f"--saint-norm-cache {cache}: cannot save the statistics there ({why}); "
+                              "name a file in a writable folder")
+    sampler = build_saint_sampler(dataset, config, device)
     if cache is not None and cache.exists():
         try:
             return sampler.load_normalization(cache)

@@ -90,9 +90,9 @@ def first_existing(candidates: Iterable[Path], marker: str) -> Path | None:
 
 def not_found(what: str, expected: Sequence[Path], hint: str = "") -> DatasetNotFoundError:
     """A ``DatasetNotFoundError`` naming the expected paths and how to point gnnsys at data."""
-    paths = "\n  ".join(str(p) for p in expected)
+    paths = ", ".join(str(p) for p in expected)  # one line: the CLI prints one ``gnnsys: error:`` line
     return DatasetNotFoundError(
-        f"{what}: data files not found. Looked for:\n  {paths}\n"
+        f"{what}: data files not found (looked for {paths}). "
         "Set GNNSYS_DATA (or pass root= / --data-root) to the folder that holds the data"
         + (f"; {hint}" if hint else "")
     )
