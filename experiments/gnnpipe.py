@@ -271,8 +271,8 @@ def report(paths: list[str]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The benchmark's options (shared with ``gnnsys bench gnnpipe``)."""
     ap.add_argument("--suite", choices=sorted(SUITES))
     ap.add_argument("--report", nargs="+", default=None, help="print the markdown tables of these result files")
     ap.add_argument("--datasets", default="cora,citeseer")
@@ -294,15 +294,19 @@ def main(argv: list[str] | None = None) -> int:
                     "for deep GCNs on Cora)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen suite (or print ``--report`` tables) from parsed options."""
     if args.report:
         print(report(args.report))
         return 0
     if args.suite is None:
-        ap.error("--suite is required (or --report FILES)")
+        from gnnsys.errors import ConfigError
+
+        raise ConfigError("bench gnnpipe: --suite is required (or --report FILES)")
     args.datasets = [d for d in args.datasets.split(",") if d]
-    args.layers = [int(x) for x in args.layers.split(",")]
-    args.stages = [int(x) for x in args.stages.split(",")]
+    args.layers, args.stages = _ints(args.layers, "--layers"), _ints(args.stages, "--stages")
     args.aids = args.aids.split(",") if args.aids else None
     if args.epochs is None:
         args.epochs = 3 if args.suite == "volume" else 200
@@ -314,6 +318,26 @@ def main(argv: list[str] | None = None) -> int:
     SUITES[args.suite](args, records, out)
     print(table(records))
     return 0
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    """Comma-separated positive integers (``"8,16"``); anything else is a ``ConfigError``."""
+    from gnnsys.errors import ConfigError
+
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise ConfigError(f"{flag} takes comma-separated integers such as 8,16, got {text!r}") from e
+    if not vals or min(vals) < 1:
+        raise ConfigError(f"{flag} takes integers >= 1, got {text!r}")
+    return vals
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gnnsys.experiments.gnnpipe``."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -218,15 +218,13 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    """``gnnsys bench SUITE``: thin wrappers over ``gnnsys.experiments`` benchmarks."""
-    from gnnsys.experiments import bench_cache
+    """``gnnsys bench SUITE``: the suites of ``gnnsys.experiments.bench`` (training suites and
+    benchmark modules; adding one is a line there)."""
+    from gnnsys.experiments import bench
 
-    p = sub.add_parser("bench", help="benchmark suites (cache: tiered feature store policies)")
-    suites = p.add_subparsers(dest="suite", required=True)
-    c = suites.add_parser("cache", help="cache policies: hit rate vs capacity against Belady and the best static set",
-                          description=bench_cache.__doc__.split("\n\n")[0])
-    bench_cache.add_arguments(c)
-    c.set_defaults(func=bench_cache.main)
+    p = sub.add_parser("bench", help="benchmark suites: " + ", ".join(bench.names()),
+                       description=bench.__doc__.split("\n\n")[0])
+    bench.add_subcommands(p.add_subparsers(dest="suite", required=True, metavar="SUITE"))
 
 
 def build_parser() -> argparse.ArgumentParser:
