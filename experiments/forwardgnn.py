@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gnnsys.experiments.suites import FORWARD_NODE_METHODS as NODE_METHODS  # the suites' list
 
 from gnnsys.config import SAINT_UNSEEN_EDGES, VN_EDGE_DIRECTIONS, default_vn_edges
 
-NODE_METHODS = ("backprop", "sf", "ff-la", "ff-vn", "sf-top2input", "sf-top2loss")
 LINK_METHODS = ("backprop", "forward-ce", "forward-ff", "top-down")
 TOPDOWN = ("sf-top2input", "sf-top2loss", "top-down")
 #: Greedy variants: layer ``i`` trains once layers ``0..i-1`` are frozen, and its construction,

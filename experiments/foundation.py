@@ -14,24 +14,22 @@ import statistics
 import time
 from typing import Any
 
+from gnnsys.experiments.suites import find_case
+
 from gnnsys.api import train
 from gnnsys.config import TrainConfig
 
-# name -> (TrainConfig overrides, anchor, target); the metric comes from the dataset
+# name -> (TrainConfig overrides, anchor, target); the metric comes from the dataset. The
+# configurations and anchors are the cases of ``gnnsys.experiments.suites`` (``gnnsys bench``);
+# the targets are this project's own bar.
+_FROM_SUITES = {"cora": ("node", "Cora/gcn", 0.80), "citeseer": ("node", "CiteSeer/gcn", 0.69),
+                "mutag": ("graph", "MUTAG/gin", 0.85), "proteins": ("graph", "PROTEINS/gin", 0.73),
+                "molbace": ("graph", "ogbg-molbace/gin", 0.70), "molbace-gine": ("graph", "ogbg-molbace/gine", 0.70),
+                "ddi": ("link", "ogbl-ddi/sage", 0.40)}
 SUITES: dict[str, tuple[dict[str, Any], float, float]] = {
-    "cora": (dict(dataset="cora", layer="gcn"), 0.815, 0.80),
-    "citeseer": (dict(dataset="citeseer", layer="gcn"), 0.703, 0.69),
-    "mutag": (dict(dataset="MUTAG", layer="gin"), 0.894, 0.85),
-    "proteins": (dict(dataset="PROTEINS", layer="gin"), 0.762, 0.73),
-    "molbace": (dict(dataset="ogbg-molbace", layer="gin", epochs=50), 0.0, 0.70),
-    "molbace-gine": (dict(dataset="ogbg-molbace", layer="gine", epochs=50), 0.0, 0.70),
-    # OGB's SAGE baseline (hidden 256, 2-layer MLP scorer, dropout 0.5, clipping 1.0) for 80 of
-    # its 200 epochs, scored every 5 as OGB does: about 35 s per epoch on 2 CPU cores.
-    "ddi": (dict(dataset="ogbl-ddi", layer="sage", epochs=80, eval_every=5), 0.539, 0.40),
-}
-QUICK = {"cora": {}, "citeseer": {}, "mutag": {}, "proteins": {"epochs": 30, "folds": 3},
-         "molbace": {"epochs": 50}, "molbace-gine": {"epochs": 20},
-         "ddi": {"epochs": 3, "eval_every": 1, "link_head": "dot"}}
+    name: (dict(find_case(suite, key).config), getattr(find_case(suite, key).anchor, "value", 0.0), target)
+    for name, (suite, key, target) in _FROM_SUITES.items()}
+QUICK = {name: dict(find_case(suite, key).quick) for name, (suite, key, _t) in _FROM_SUITES.items()}
 
 
 def run_suite(name: str, seeds: int, quick: bool, data_root: str | None) -> dict[str, Any]:

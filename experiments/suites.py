@@ -83,6 +83,8 @@ GRAPH = TrainSuite("graph", "TU (MUTAG, PROTEINS, NCI1, IMDB-BINARY) x GIN, 10-f
     *(Case(ds, "gin", dict(dataset=ds, layer="gin"), quick=dict(epochs=3, folds=2), anchor=Anchor(a, GIN_PAPER),
            seeds=1) for ds, a in TU_ANCHORS.items()),
     *(Case(ds, "gin", dict(dataset=ds, layer="gin", epochs=50), quick=dict(epochs=2), seeds=3) for ds in MOLECULES),
+    # OGB's GIN for molecules: bond features enter every message
+    Case("ogbg-molbace", "gine", dict(dataset="ogbg-molbace", layer="gine", epochs=50), quick=dict(epochs=2), seeds=3),
 ])
 
 # ----------------------------------------------------------------------------- link
@@ -154,3 +156,11 @@ TRAIN_SUITES: dict[str, TrainSuite] = {s.name: s for s in (NODE, GRAPH, LINK, SA
 def suite_cases(name: str) -> list[Case]:
     """The cases of suite ``name``."""
     return TRAIN_SUITES[name].cases
+
+
+def find_case(suite: str, key: str) -> Case:
+    """The case ``ROW/COLUMN`` of suite ``suite`` (``KeyError`` naming the known keys)."""
+    for c in TRAIN_SUITES[suite].cases:
+        if c.key == key:
+            return c
+    raise KeyError(f"suite {suite} has no case {key!r}; cases: {[c.key for c in TRAIN_SUITES[suite].cases]}")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gnnsys.experiments.suites import VIRGO_ROWS
+
 from gnnsys.config import TrainConfig
 
 INITS = ("virgo", "xavier", "kaiming")
@@ -42,21 +44,10 @@ class Suite:
         return self.dataset.upper() in ("MUTAG", "PROTEINS", "NCI1", "IMDB-BINARY", "ENZYMES")
 
 
-SUITES = [
-    Suite("cora-gcn3", "cora", dict(layer="gcn", layers=3), dict(epochs=100)),
-    Suite("cora-gcn8", "cora", dict(layer="gcn", layers=8), dict(epochs=100)),
-    Suite("citeseer-gcn3", "citeseer", dict(layer="gcn", layers=3), dict(epochs=100)),
-    Suite("citeseer-gcn8", "citeseer", dict(layer="gcn", layers=8), dict(epochs=100)),
-    # GraphSAINT with the sampler's defaults (the CLI's `--sampler saint-rw`)
-    Suite("cora-gcn3-saint", "cora", dict(layer="gcn", layers=3, sampler="saint-rw"),
-          dict(epochs=30, saint_coverage=10.0), needs="gnnsys.samplers.saint"),
-    # the same with edges unseen in pre-sampling counted once instead of the original's 1e4 clip
-    Suite("cora-gcn3-saint-once", "cora", dict(layer="gcn", layers=3, sampler="saint-rw", saint_unseen_edges="once"),
-          dict(epochs=30, saint_coverage=10.0), needs="gnnsys.samplers.saint"),
-    Suite("mutag-gin", "MUTAG", dict(layer="gin"), dict(epochs=30, folds=3), seeds=1),
-    Suite("molbace-gin", "ogbg-molbace", dict(layer="gin", epochs=30), dict(epochs=3), seeds=3),
-    Suite("ddi-sage", "ogbl-ddi", dict(layer="sage", epochs=10, eval_every=2), dict(epochs=1), seeds=2),
-]
+#: The rows of the Virgo table, defined in ``gnnsys.experiments.suites`` (``gnnsys bench virgo``).
+SUITES = [Suite(row, ds, dict(over), dict(quick), seeds=seeds,
+                needs="gnnsys.samplers.saint" if "sampler" in over else None)
+          for row, ds, over, quick, seeds in VIRGO_ROWS]
 
 
 def available(suite: Suite) -> bool:

@@ -43,7 +43,7 @@ def default_vn_edges(variant: str) -> str:
     and CiteSeer; GCN, SAGE and GAT at depths 1-4; 5 random splits and the public split)
     one-way links had the higher mean validation accuracy in 34 of 48 comparisons, and put
     SF within 2 points of backprop (or above it) in all 24 random-split cells, against 20 of
-    24 with two-way links (``results/forwardgnn.md``). FF-VN needs ``"both"`` (its positive
+    24 with two-way links (``docs/forwardgnn.md``). FF-VN needs ``"both"`` (its positive
     and negative graphs differ only in what a member reads); the top-down variants keep the
     paper's ``"both"``, the setting they were measured with."""
     return "to-vn" if variant == "sf" else "both"
