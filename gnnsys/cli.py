@@ -217,17 +217,20 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_diagnose)
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
+def _add_bench(sub: argparse._SubParsersAction, load: bool = True) -> None:
     """``gnnsys bench SUITE``: the suites of ``gnnsys.experiments.bench`` (training suites and
-    benchmark modules; adding one is a line there)."""
+    benchmark modules; adding one is a line there). ``load=False`` leaves the benchmark modules
+    unimported (their options are only needed by ``gnnsys bench``)."""
     from gnnsys.experiments import bench
 
     p = sub.add_parser("bench", help="benchmark suites: " + ", ".join(bench.names()),
                        description=bench.__doc__.split("\n\n")[0])
-    bench.add_subcommands(p.add_subparsers(dest="suite", required=True, metavar="SUITE"))
+    if load:
+        bench.add_subcommands(p.add_subparsers(dest="suite", required=True, metavar="SUITE"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(bench_modules: bool = True) -> argparse.ArgumentParser:
+    """The ``gnnsys`` parser (``bench_modules=False``: without the benchmark modules' options)."""
     parser = _Parser(prog="gnnsys", description="gnnsys: a GNN training engine")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
@@ -237,13 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     la = sub.add_parser("layers", help="list registered layer names")
     la.set_defaults(func=_cmd_layers)
     _add_diagnose(sub)
-    _add_bench(sub)
+    _add_bench(sub, load=bench_modules)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gnnsys`` console script; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(bench_modules=bool(argv) and argv[0] == "bench")
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
