@@ -134,3 +134,13 @@ def test_unknown_option_and_missing_value(capsys):
     _one_error_line(["train", "--no-such-option"], "unrecognized arguments: --no-such-option", capsys)
     _one_error_line(["train", "--epochs"], "argument --epochs: expected one argument", capsys)
     _one_error_line(["frobnicate"], "invalid choice: 'frobnicate'", capsys)
+
+
+def test_saint_unseen_edges_help_names_the_paper_exact_option(capsys):
+    from gnnsys.config import TrainConfig
+
+    assert TrainConfig().saint_unseen_edges == "once"  # issue 17: counted once by default
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "clip (the paper-exact option" in text and "once (counted once, weight C_v; the default)" in text
