@@ -155,7 +155,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if not args.quiet:
         given.pop("quiet", None)
     if args.config:
-        return TrainConfig.from_file(args.config, **given)
+        layer_args = given.pop("layer_args", None)
+        cfg = TrainConfig.from_file(args.config, **given)
+        if layer_args:  # --layer-arg adds to (and wins over) the file's layer_args
+            from dataclasses import replace
+
+            cfg = replace(cfg, layer_args={**cfg.layer_args, **layer_args})
+        return cfg
     return TrainConfig(**given)
 
 

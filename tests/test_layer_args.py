@@ -101,6 +101,10 @@ def test_layer_args_in_a_config_file_and_extra(tmp_path, sbm):
     p.write_text('{"layer": "gat", "layer_args": {"heads": 2}}')
     cfg = TrainConfig.from_file(p)
     assert cfg.layer_kwargs() == {"heads": 2}
+    from gnnsys.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--config", str(p), "--layer-arg", "negative_slope=0.1"])
+    assert config_from_args(args).layer_args == {"heads": 2, "negative_slope": 0.1}  # flags add to the file
     cfg = TrainConfig(layer="gat", extra={"layer_kwargs": {"heads": 4, "negative_slope": 0.3}}, layer_args={"heads": 2})
     assert cfg.layer_kwargs() == {"heads": 2, "negative_slope": 0.3}  # layer_args win
     with pytest.raises(ConfigError, match="layer_args"):

@@ -156,3 +156,24 @@ def test_dataset_pyg_name_on_the_cli(capsys, tmp_path, monkeypatch):
         assert main(["train", "--dataset", spec, "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("gnnsys: error:") and msg in err[0], err
+
+
+def test_data_with_an_edge_split_is_a_link_task():
+    import warnings
+
+    from torch_geometric.utils import train_test_split_edges
+
+    data = pyg_datasets.KarateClub()[0]
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = train_test_split_edges(data.clone(), val_ratio=0.1, test_ratio=0.2)
+    ds = Dataset.from_pyg(data)
+    assert ds.task == "link" and torch.equal(ds.split["test_neg"], data.test_neg_edge_index)
+    # message passing over both directions of every training edge, nothing else
+    want = set(map(tuple, torch.cat([data.train_pos_edge_index, data.train_pos_edge_index.flip(0)], 1).t().tolist()))
+    assert ds.graph.num_edges == len(want) and set(map(tuple, ds.graph.to_edge_index().t().tolist())) == want
+    incomplete = pyg_data.Data(x=data.x, edge_index=data.train_pos_edge_index,
+                               train_pos_edge_index=data.train_pos_edge_index)
+    with pytest.raises(DataFormatError, match="val_pos_edge_index"):
+        Dataset.from_pyg(incomplete)

@@ -167,10 +167,10 @@ def _from_pyg_link(train: Any, val: Any, test: Any, name: str) -> Dataset:
 def _from_pyg_data(data: Any, name: str, task: str | None, seed: int, split_index: int) -> Dataset:
     what = f"PyG Data {name!r}"
     n = int(data.num_nodes) if data.num_nodes is not None else None
-    if n is None or getattr(data, "edge_index", None) is None:
-        raise DataFormatError(f"{what} needs edge_index and a node count (num_nodes or x)")
     has_link = getattr(data, "train_pos_edge_index", None) is not None
     task = task or ("link" if has_link else "node")
+    if n is None or (task != "link" and getattr(data, "edge_index", None) is None):
+        raise DataFormatError(f"{what} needs edge_index and a node count (num_nodes or x)")
     if task == "link":
         if not has_link:
             raise DataFormatError(f"{what}: a link task needs an edge split: train_pos_edge_index, "
