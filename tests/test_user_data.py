@@ -65,8 +65,8 @@ def test_pyg_data_and_dgl_graph_of_cora_train_as_the_native_cora(data_root):
     data = pyg_data.Data(x=x, edge_index=ei[:, perm], y=native.labels, **masks)
     from_pyg = Dataset.from_pyg(data, name="cora")
     _same_graph(from_pyg, native)
-    ref = _fit(native, epochs=10)
-    _same_training(_fit(from_pyg, epochs=10), ref)
+    ref = _fit(native, epochs=5)
+    _same_training(_fit(from_pyg, epochs=5), ref)
 
     dgl = pytest.importorskip("dgl")
     g = dgl.graph((ei[0, perm], ei[1, perm]), num_nodes=n)
@@ -75,7 +75,7 @@ def test_pyg_data_and_dgl_graph_of_cora_train_as_the_native_cora(data_root):
         g.ndata[attr] = m
     from_dgl = Dataset.from_dgl(g, name="cora")
     _same_graph(from_dgl, native)
-    _same_training(_fit(from_dgl, epochs=10), ref)
+    _same_training(_fit(from_dgl, epochs=5), ref)
 
 
 def test_tu_dataset_from_pyg_equals_native_mutag(data_root, tmp_path):
@@ -90,7 +90,7 @@ def test_tu_dataset_from_pyg_equals_native_mutag(data_root, tmp_path):
     assert torch.equal(ds.graph_ptr, native.graph_ptr) and torch.equal(ds.labels, native.labels)
     assert torch.equal(ds.features.gather(torch.arange(ds.num_nodes)),
                        native.features.gather(torch.arange(native.num_nodes)))
-    kw = dict(epochs=2, folds=2, layers=2, hidden=16)
+    kw = dict(epochs=1, folds=2, layers=2, hidden=16)
     a, b = _fit(ds, **kw), _fit(native, **kw)
     assert [r["test"] for r in a["runs"]] == [r["test"] for r in b["runs"]]
 
