@@ -99,10 +99,12 @@ def make_saint_loader(dataset: Dataset, config: TrainConfig, device: Any = "cpu"
     if cache is not None and not cache.exists():  # fail before pre-sampling, not after it
         import os
 
-        parent = cache.parent if str(cache.parent) else Path(".")
-        if cache.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            why = "is a folder" if cache.is_dir() else (f"its folder {parent} does not exist" if not parent.is_dir()
-                                                          else f"its folder {parent} is not writable")
+        base = cache.parent if str(cache.parent) else Path(".")
+        while not base.exists() and base != base.parent:  # missing folders are created when saving
+            base = base.parent
+        if cache.is_dir() or not base.is_dir() or not os.access(base, os.W_OK):
+            why = "it is a folder" if cache.is_dir() else (f"{base} is not a folder" if not base.is_dir()
+                                                             else f"{base} is not writable")
             raise ConfigError(f"--saint-norm-cache {cache}: cannot save the statistics there ({why}); "
                               "name a file in a writable folder")
     sampler = build_saint_sampler(dataset, config, device)

@@ -44,8 +44,8 @@ TRAIN_BAD: dict[str, tuple[list[str], str]] = {
     "--saint-frontier": (["--sampler", "saint-mrw", "--saint-frontier", "0"], "--saint-frontier must be >= 1"),
     "--saint-coverage": (["--sampler", "saint-rw", "--saint-coverage", "0"], "--saint-coverage must be > 0"),
     "--saint-graph": (["--saint-graph", "half"], "argument --saint-graph: invalid choice"),
-    "--saint-norm-cache": (["--sampler", "saint-rw", "--saint-norm-cache", "{tmp}/missing/norm.pt"],
-                           "--saint-norm-cache"),
+    "--saint-norm-cache": (["--sampler", "saint-rw", "--saint-norm-cache", "{tmp}/a-file/norm.pt"],
+                           "a-file is not a folder"),
     "--saint-unseen-edges": (["--saint-unseen-edges", "zero"], "argument --saint-unseen-edges: invalid choice"),
     "--num-workers": (["--num-workers", "-1"], "--num-workers must be >= 0"),
     "--features": (["--features", "disk"], "argument --features: invalid choice"),
@@ -113,6 +113,7 @@ def test_train_option_invalid_value(option, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("GNNSYS_NO_DOWNLOAD", "1")
     argv, expect = TRAIN_BAD[option]
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    (tmp_path / "a-file").write_text("a file, not a folder")
     _one_error_line(["train", "--quiet", "--epochs", "1", *argv] if option != "--epochs" else ["train", *argv],
                     expect, capsys)
 
