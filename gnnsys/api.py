@@ -7,8 +7,7 @@ import os
 import random
 import statistics
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +19,9 @@ from gnnsys.errors import ConfigError
 from gnnsys.models import build_model
 from gnnsys.models.stack import GNNStack
 
+if TYPE_CHECKING:  # pragma: no cover
+    from gnnsys.checkpoint import TrainerCheckpoint
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch."""
@@ -28,20 +30,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_for(dataset: Dataset, cfg: TrainConfig) -> GNNStack:
-    """A ``GNNStack`` sized for ``dataset`` from a resolved config."""
+def model_spec(dataset: Dataset, cfg: TrainConfig) -> dict[str, Any]:
+    """``build_model``'s arguments for ``dataset`` and a resolved config: layer, dimensions,
+    depth, task, encoder, head, layer arguments (what a saved model records to rebuild it)."""
     if dataset.features is None:
         encoder = "embedding"
     elif dataset.feature_kind == "ogb-atom":
         encoder = "atom"
     else:
         encoder = "features"
-    return build_model(
-        cfg.layer, dataset.num_features, cfg.hidden, dataset.num_classes, cfg.layers, dropout=cfg.dropout,
-        task=dataset.task, encoder=encoder, num_nodes=dataset.num_nodes, norm=cfg.norm,
-        link_head=cfg.link_head or "mlp", readout=cfg.readout or "sum", layer_kwargs=cfg.extra.get("layer_kwargs"),
-        residual=cfg.residual,
-    )
+    return dict(layer=cfg.layer, in_dim=dataset.num_features, hidden=cfg.hidden, out_dim=dataset.num_classes,
+                num_layers=cfg.layers, dropout=cfg.dropout, task=dataset.task, encoder=encoder,
+                num_nodes=dataset.num_nodes, norm=cfg.norm, link_head=cfg.link_head or "mlp",
+                readout=cfg.readout or "sum", layer_kwargs=cfg.layer_kwargs(), residual=cfg.residual)
+
+
+def model_for(dataset: Dataset, cfg: TrainConfig) -> GNNStack:
+    """A ``GNNStack`` sized for ``dataset`` from a resolved config."""
+    return build_model(**model_spec(dataset, cfg))
 
 
 def initialize(model: GNNStack, dataset: Dataset, cfg: TrainConfig) -> None:
@@ -66,8 +72,11 @@ def node_split(dataset: Dataset, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return random_node_split(dataset.num_nodes, cfg.seed)
 
 
-def make_loader(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]):
-    """The training mini-batch source named by ``cfg.sampler`` (``None``: the trainer's default)."""
+def make_loader(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+                statistics: dict[str, Any] | None = None):
+    """The training mini-batch source named by ``cfg.sampler`` (``None``: the trainer's default);
+    ``statistics``: GraphSAINT normalization statistics to use instead of pre-sampling (a
+    checkpoint's)."""
     if cfg.sampler == "full":
         return None
     if dataset.task == "graph":
@@ -76,7 +85,7 @@ def make_loader(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tenso
 
     if dataset.task == "node" and split is not dataset.split:
         dataset = _with_split(dataset, split)
-    sampler = make_saint_loader(dataset, cfg, device=cfg.device)
+    sampler = make_saint_loader(dataset, cfg, device=cfg.device, statistics=statistics)
     # Worker processes go through a DataLoader that still advances the stream every epoch.
     return sampler.dataloader(cfg.num_workers) if cfg.num_workers > 0 else sampler
 
@@ -117,28 +126,44 @@ def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torc
     return replace(dataset, features=store)
 
 
-def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+              checkpoint: TrainerCheckpoint | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One training run on ``split``: its record and, with ``cfg.save_model``, the trained
+    model (``gnnsys.saved_model.capture``)."""
+    from gnnsys.checkpoint import find_saint_statistics
+
     seed_everything(cfg.seed)
+    stats = find_saint_statistics(checkpoint.state) if checkpoint is not None else None
     if cfg.trainer == "forward":
         from gnnsys.trainers.forward import ForwardTrainer
 
         dataset = _with_split(dataset, split) if split is not dataset.split else dataset
-        return ForwardTrainer(cfg).run(with_feature_store(dataset, cfg, split))
+        trainer = ForwardTrainer(cfg)
+        out = trainer.run(with_feature_store(dataset, cfg, split), checkpoint=checkpoint, statistics=stats)
+        return out, _capture(cfg, trainer.impl, dataset, split)
     if cfg.trainer == "pipe":
         from gnnsys.pipeline import run_pipe
 
-        return run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split)
+        return run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split), None
     from gnnsys.trainers.backprop import BackpropTrainer
 
     model = model_for(dataset, cfg)
     initialize(model, dataset, cfg)
-    loader = make_loader(dataset, cfg, split)
+    loader = make_loader(dataset, cfg, split, stats)
     dataset = with_feature_store(dataset, cfg, split, loader)
-    hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split)
+    hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split, checkpoint=checkpoint)
     out = hist.to_dict()
     if cfg.features != "memory" and dataset.features is not None:
         out["feature_store"] = dataset.features.stats()
-    return out
+    return out, _capture(cfg, model, dataset, split)
+
+
+def _capture(cfg: TrainConfig, model: Any, dataset: Dataset, split: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    if not cfg.save_model:
+        return None
+    from gnnsys.saved_model import capture
+
+    return capture(model, dataset, split)
 
 
 def train(config: TrainConfig | None = None, data: Dataset | None = None, **overrides: Any) -> dict[str, Any]:
@@ -148,18 +173,29 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
     ``data`` trains on an already-built ``Dataset`` instead of loading ``config.dataset``.
     TU graph datasets (no split of their own) run stratified k-fold cross-validation, each
     fold holding out a tenth of its training graphs for model selection.
+
+    Before any data is loaded, every path the run will write (``out``, ``save_model``,
+    ``checkpoint_dir``, a new ``saint_norm_cache``) is checked (``gnnsys.paths``). With
+    ``checkpoint_dir`` the run writes checkpoints and, with ``resume``, continues from them
+    (``gnnsys.checkpoint``); ``save_model`` writes the trained model (``gnnsys.saved_model``).
     """
+    from gnnsys import checkpoint as ckpt_mod
+    from gnnsys.paths import check_run_outputs
+
     cfg = TrainConfig(**overrides) if config is None else config
     if config is not None and overrides:
         from dataclasses import replace
 
         cfg = replace(config, **overrides)
     cfg.validate()
+    check_run_outputs(cfg)
     t0 = time.perf_counter()
     dataset = data if data is not None else load_dataset(cfg.dataset, root=cfg.data_root)
     cfg = cfg.resolved(dataset.name, dataset.task)
     cfg.validate()
+    ckpt = ckpt_mod.for_run(cfg, dataset.signature())
     runs: list[dict[str, Any]] = []
+    models: list[dict[str, Any] | None] = []
     if dataset.task == "graph" and "train" not in dataset.split:
         from gnnsys.datasets.splits import stratified_kfold
 
@@ -168,14 +204,23 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
             perm = tr[torch.randperm(tr.numel(), generator=g)]
             nval = max(1, tr.numel() // 10)
             split = {"train": perm[nval:], "valid": perm[:nval], "test": te}
-            res = _run_once(dataset, cfg, split)
-            res["fold"] = fold
+            done = ckpt.completed_fold(fold) if ckpt is not None else None
+            if done is not None:  # finished before the checkpoint the run resumed from
+                res, model = dict(done["record"]), done["model"]
+            else:
+                res, model = _run_once(dataset, cfg, split, ckpt.trainer(fold) if ckpt is not None else None)
+                res["fold"] = fold
+                if ckpt is not None:
+                    ckpt.fold_done(fold, res, model)
             runs.append(res)
+            models.append(model)
             if not cfg.quiet:
                 print(f"fold {fold + 1}/{cfg.folds}: val {res['val']:.4f} test {res['test']:.4f}", flush=True)
     else:
         split = node_split(dataset, cfg) if dataset.task == "node" else dataset.split
-        runs.append(_run_once(dataset, cfg, split))
+        res, model = _run_once(dataset, cfg, split, ckpt.trainer(0) if ckpt is not None else None)
+        runs.append(res)
+        models.append(model)
     tests = [r["test"] for r in runs]
     vals = [r["val"] for r in runs]
     result: dict[str, Any] = {
@@ -199,9 +244,15 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
         "config": cfg.to_dict(),
         "runs": runs,
     }
-    if cfg.out and int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun only rank 0 writes
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(result, indent=2, default=float))
+    primary = int(os.environ.get("RANK", "0") or 0) == 0  # under torchrun only rank 0 writes
+    if cfg.save_model and primary:
+        from gnnsys.saved_model import save_model
+
+        result["saved_model"] = str(save_model(cfg.save_model, models, cfg, dataset, result))
+    if cfg.out and primary:
+        from gnnsys.paths import atomic_write_bytes
+
+        atomic_write_bytes(cfg.out, json.dumps(result, indent=2, default=float).encode(), "--out")
     return result
 
 

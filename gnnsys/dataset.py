@@ -98,6 +98,13 @@ class Dataset:
                 "Check the split files or use --split random."
             )
 
+    def signature(self) -> dict[str, Any]:
+        """What a model trained on this dataset depends on: name, task, sizes, features,
+        classes, metric (checkpoints and saved models compare it)."""
+        return {"name": self.name, "task": self.task, "num_nodes": self.num_nodes, "num_edges": self.graph.num_edges,
+                "num_features": self.num_features, "num_classes": self.num_classes, "num_graphs": self.num_graphs,
+                "target_type": self.target_type, "metric": self.metric, "feature_kind": self.feature_kind}
+
     def graph_nodes(self, g: int) -> tuple[int, int]:
         """Node range ``[start, end)`` of graph ``g`` (graph tasks)."""
         assert self.graph_ptr is not None

@@ -274,6 +274,19 @@ class LoadingPipeline:
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The source's state (``gnnsys.checkpoint.source_state``): the stages after sampling
+        hold none that changes what the next epoch yields."""
+        from gnnsys.checkpoint import source_state
+
+        return {"source": source_state(self.source)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put the source back where ``state_dict`` found it."""
+        from gnnsys.checkpoint import load_source_state
+
+        load_source_state(self.source, state.get("source"))
+
     # ---------------------------------------------------------------- stages
     def prepare(self, batch: MiniBatch) -> MiniBatch:
         """Operators, features, device: everything after sampling, for one batch."""

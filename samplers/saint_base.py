@@ -62,9 +62,9 @@ class SaintSampler(IterableDataset):
             ``SaintMiniBatch``) or ``"subgraph"`` (plain ``MiniBatch``: layers normalize by the
             subgraph's weighted degree).
         unseen_edges: weight of an edge that pre-sampling never saw (``C_uv = 0 < C_v``):
-            ``"clip"`` (the original: ``1e4``) or ``"once"`` (counted as seen once: ``C_v``).
-            With ``"clip"`` a warning says when later subgraphs are expected to hold such
-            edges (see ``saint_norm``).
+            ``"once"`` (the default: counted as seen once, weight ``C_v``) or ``"clip"`` (the
+            original GraphSAINT's ``1e4``, paper-exact). With ``"clip"`` a warning says when
+            later subgraphs are expected to hold such edges (see ``saint_norm``).
         cache_limit_bytes: memory for keeping pre-sampled subgraphs.
         num_threads: CPU threads drawing/inducing a group in parallel (default: usable cores).
         backend: ``"auto"`` (numpy + numba kernels on CPU, torch elsewhere) or ``"torch"``
@@ -85,7 +85,7 @@ class SaintSampler(IterableDataset):
         device: torch.device | str | None = None,
         group_size: int = 8,
         aggr_norm: str = "graph",
-        unseen_edges: str = "clip",
+        unseen_edges: str = "once",
         cache_limit_bytes: int = 512 << 20,
         num_threads: int | None = None,
         backend: str = "auto",
@@ -323,6 +323,18 @@ class SaintSampler(IterableDataset):
             self._mean_train = max(self._expected_train_size(), 1e-9)
         return max(1, math.ceil(self.num_train / self._mean_train))
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is (``pos``) and the normalization statistics (checkpoints)."""
+        return {"pos": self._pos, "saint_stats": None if self.stats is None else self.stats.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream at ``state["pos"]``, with the statistics it was drawn with
+        (``ConfigError`` when they were computed for another sampler setup)."""
+        saved = state.get("saint_stats")
+        if saved is not None and (self.stats is None or not self.stats.same_counts(saved)):
+            self.set_statistics(SaintStatistics.from_state(saved, self.signature(), self.device))
+        self._pos = int(state["pos"])
+
     def set_epoch(self, epoch: int) -> None:
         """Point the stream at epoch ``epoch`` (use before a DataLoader epoch with workers)."""
         self._pos = epoch * len(self)
@@ -416,6 +428,14 @@ class SaintLoader:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's (checkpoints)."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """See ``SaintSampler.load_state_dict``."""
+        self.sampler.load_state_dict(state)
 
     def __iter__(self) -> Iterator[SaintMiniBatch]:
         from torch.utils.data import DataLoader

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint, load_source_state, source_state
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
 from gnnsys.loading import LoadingPipeline, full_batch, operator_norms
@@ -189,8 +190,11 @@ class BackpropTrainer:
         return graph_loss(model(batch), batch.y, dataset.target_type)
 
     def fit(self, model: GNNStack, dataset: Dataset, loader: Iterable[MiniBatch] | None = None,
-            split: dict[str, torch.Tensor] | None = None) -> History:
-        """Train ``model`` on ``dataset``; returns the ``History`` (model ends at its best weights)."""
+            split: dict[str, torch.Tensor] | None = None, checkpoint: TrainerCheckpoint | None = None) -> History:
+        """Train ``model`` on ``dataset``; returns the ``History`` (model ends at its best weights).
+
+        ``checkpoint`` (``gnnsys.checkpoint``): continue from its state, if it has one, and
+        hand it this trainer's state at the end of every epoch."""
         c = self.config
         split = split or dataset.split
         model.to(self.device)
@@ -201,9 +205,28 @@ class BackpropTrainer:
         hist = History(metric=dataset.metric)
         sign = 1.0 if higher_is_better(dataset.metric) else -1.0
         best_score, best_state, since = (-math.inf, -math.inf), None, 0
+        start, finished = 1, False
+        if checkpoint is not None and checkpoint.state is not None:
+            st = checkpoint.state
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(st["scheduler"])
+            best_score, best_state, since = tuple(st["best_score"]), st["best_state"], int(st["since"])
+            hist = History.from_state(st["history"])
+            load_source_state(loader, st["loader"])
+            start, finished = int(st["epoch"]) + 1, bool(st["finished"])
+            checkpoint.restore_rng()
+
+        def state(epoch: int, done: bool) -> dict:
+            return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": None if sched is None else sched.state_dict(), "best_score": list(best_score),
+                    "best_state": best_state, "since": since, "history": hist.state(), "epoch": epoch,
+                    "finished": done, "loader": source_state(loader)}
+
         t0 = time.perf_counter()
-        bar = tqdm(range(1, c.epochs + 1), desc=f"{dataset.name}", disable=c.quiet, leave=False, mininterval=1.0,
-                   dynamic_ncols=True)
+        bar = tqdm(range(start, 1 if finished else c.epochs + 1), desc=f"{dataset.name}", disable=c.quiet, leave=False,
+                   mininterval=1.0, dynamic_ncols=True)
         for epoch in bar:
             model.train()
             total, nb = 0.0, 0
@@ -239,7 +262,11 @@ class BackpropTrainer:
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", val=f"{val:.4f}", test=f"{rec.get('test', 0):.4f}",
                                 **traffic_postfix(moved), refresh=False)
             hist.epochs.append(rec)
-            if c.patience is not None and since >= c.patience:
+            stop = c.patience is not None and since >= c.patience
+            if checkpoint is not None:
+                done = stop or epoch == c.epochs
+                checkpoint.epoch_done(lambda e=epoch, d=done: state(e, d), finished=done)
+            if stop:
                 break
         hist.seconds = time.perf_counter() - t0
         if best_state is not None:

@@ -27,6 +27,7 @@ from gnnsys.config import (
 )
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError, DataFormatError
+from gnnsys.models.builder import construct_layer
 from gnnsys.models.registry import get_layer
 from gnnsys.models.stack import GNNStack, accepts_sparse_input, input_dropout
 
@@ -102,7 +103,7 @@ class ForwardSettings:
             vn_edges=vn_edges,
             num_neg=max(1, cfg.num_neg),
             batch_size=cfg.batch_size,
-            layer_kwargs=dict(cfg.extra.get("layer_kwargs") or {}),
+            layer_kwargs=cfg.layer_kwargs(),
         )
 
 
@@ -170,11 +171,7 @@ class ForwardLayer(nn.Module):
 
 def make_layer(s: ForwardSettings, in_dim: int, out_dim: int) -> ForwardLayer:
     """A ``ForwardLayer`` around ``s.layer`` from the layer registry (``Cls(in_dim, out_dim)``)."""
-    cls = get_layer(s.layer)
-    try:
-        conv = cls(in_dim, out_dim, **s.layer_kwargs)
-    except TypeError as e:
-        raise ConfigError(f"layer {s.layer!r} cannot be built as Cls({in_dim}, {out_dim}): {e}") from e
+    conv = construct_layer(get_layer(s.layer), in_dim, out_dim, s.layer_kwargs, s.layer)
     return ForwardLayer(conv, s.dropout)
 
 
@@ -208,8 +205,18 @@ class EarlyStopping:
         return self.patience is not None and self.since >= self.patience
 
     def restore(self) -> None:
+        """Put the best weights back into the module."""
         if self.state is not None:
             self.module.load_state_dict(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Best score, its epoch, checks since, best weights (checkpoints)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "since": self.since, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from what ``state_dict`` recorded."""
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.since, self.state = int(state["since"]), state["state"]
 
     @property
     def best_score(self) -> float:
