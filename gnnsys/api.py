@@ -30,24 +30,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_spec(dataset: Dataset, cfg: TrainConfig) -> dict[str, Any]:
-    """``build_model``'s arguments for ``dataset`` and a resolved config: layer, dimensions,
-    depth, task, encoder, head, layer arguments (what a saved model records to rebuild it)."""
+def model_for(dataset: Dataset, cfg: TrainConfig) -> GNNStack:
+    """A ``GNNStack`` sized for ``dataset`` from a resolved config."""
     if dataset.features is None:
         encoder = "embedding"
     elif dataset.feature_kind == "ogb-atom":
         encoder = "atom"
     else:
         encoder = "features"
-    return dict(layer=cfg.layer, in_dim=dataset.num_features, hidden=cfg.hidden, out_dim=dataset.num_classes,
-                num_layers=cfg.layers, dropout=cfg.dropout, task=dataset.task, encoder=encoder,
-                num_nodes=dataset.num_nodes, norm=cfg.norm, link_head=cfg.link_head or "mlp",
-                readout=cfg.readout or "sum", layer_kwargs=cfg.layer_kwargs(), residual=cfg.residual)
-
-
-def model_for(dataset: Dataset, cfg: TrainConfig) -> GNNStack:
-    """A ``GNNStack`` sized for ``dataset`` from a resolved config."""
-    return build_model(**model_spec(dataset, cfg))
+    return build_model(
+        cfg.layer, dataset.num_features, cfg.hidden, dataset.num_classes, cfg.layers, dropout=cfg.dropout,
+        task=dataset.task, encoder=encoder, num_nodes=dataset.num_nodes, norm=cfg.norm,
+        link_head=cfg.link_head or "mlp", readout=cfg.readout or "sum", layer_kwargs=cfg.extra.get("layer_kwargs"),
+        residual=cfg.residual,
+    )
 
 
 def initialize(model: GNNStack, dataset: Dataset, cfg: TrainConfig) -> None:

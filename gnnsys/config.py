@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ DIST_BACKENDS = ("auto", "gloo", "nccl")
 #: ``--resume``: continue from the newest usable checkpoint (which must exist), or continue when
 #: there is one and start fresh (saying so) when the directory holds none.
 RESUME_MODES = ("latest", "auto")
-LINK_HEADS = ("dot", "mlp")
-READOUTS = ("sum", "mean", "max")
 
 
 def default_vn_edges(variant: str) -> str:
@@ -50,28 +47,6 @@ def default_vn_edges(variant: str) -> str:
     and negative graphs differ only in what a member reads); the top-down variants keep the
     paper's ``"both"``, the setting they were measured with."""
     return "to-vn" if variant == "sf" else "both"
-
-
-def check_device(spec: str, flag: str = "--device") -> None:
-    """``ConfigError`` unless ``spec`` names a device this machine has (``cpu``, ``cuda``,
-    ``cuda:i``)."""
-    import torch
-
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"{flag} {spec!r} is not a device; use cpu, cuda or cuda:INDEX") from e
-    if dev.type == "cpu":
-        return
-    if dev.type != "cuda":
-        raise ConfigError(f"{flag} {spec!r}: gnnsys runs on cpu or cuda, not {dev.type}")
-    if not torch.cuda.is_available():
-        why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU is visible"
-        raise ConfigError(f"{flag} {spec}: CUDA is not available here ({why}; torch {torch.__version__}); "
-                          "use --device cpu")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"{flag} {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
 
 
 @dataclass
@@ -116,9 +91,7 @@ class TrainConfig:
     saint_coverage: float = 50.0
     saint_graph: str | None = None  # "train" (inductive) or "full" (transductive); None: per dataset
     saint_norm_cache: str | None = None  # file to save/load the normalization statistics
-    # edges unseen in pre-sampling: "once" (counted once: weight C_v; the default) or "clip" (the
-    # original GraphSAINT's clipped weight 1e4, paper-exact)
-    saint_unseen_edges: str = "once"
+    saint_unseen_edges: str = "clip"  # edges unseen in pre-sampling: "clip" (original, 1e4) or "once" (C_v)
     num_workers: int = 0
     # loading pipeline: batches prepared ahead in a worker thread (None: on when it pays, 0: off)
     prefetch: int | None = None
@@ -152,8 +125,6 @@ class TrainConfig:
     backend: str = "auto"  # torch.distributed backend: auto (nccl on cuda, gloo on cpu), gloo, nccl
     dist_timeout: float = 60.0  # seconds a rank waits for a peer before failing with the peer's rank named
     threads_per_rank: int | None = None  # torch threads per rank (None: cores / local ranks)
-    # layer constructor arguments (``--layer-arg NAME=VALUE``): every layer gets them
-    layer_args: dict[str, Any] = field(default_factory=dict)
     # checkpoints (``gnnsys.checkpoint``): written to checkpoint_dir every checkpoint_every
     # epochs and at the end; resume: None (start fresh), "latest" (continue from the newest
     # usable checkpoint, which must exist) or "auto" (continue if there is one, else start fresh)
@@ -166,11 +137,6 @@ class TrainConfig:
     out: str | None = None
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def layer_kwargs(self) -> dict[str, Any]:
-        """The layer constructor's keyword arguments: ``extra["layer_kwargs"]`` (the Python
-        API's older spelling) updated by ``layer_args`` (``--layer-arg``)."""
-        return {**(self.extra.get("layer_kwargs") or {}), **self.layer_args}
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for values no dataset could take."""
@@ -219,63 +185,24 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"--grad-clip must be > 0 (a maximum gradient norm), got {self.grad_clip}; "
                               "leave it out for no clipping")
-        self._validate_numbers()
         self._validate_run()
-        check_device(self.device, "--device")
-        if self.cache_device is not None:
-            check_device(self.cache_device, "--cache-device")
-
-    def _validate_numbers(self) -> None:
-        """Counts, rates and sizes that no dataset could take (each named by its flag)."""
-        at_least = {"seed": 0, "folds": 2, "num_neg": 1, "patience": 1, "eval_every": 1, "lr_decay_step": 1,
-                    "saint_budget": 1, "saint_roots": 1, "saint_walk_length": 1, "saint_frontier": 1,
-                    "num_workers": 0, "forward_timesteps": 1, "checkpoint_every": 1}
-        for name, low in at_least.items():
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number, got {v!r}")
-            if v is not None and v < low:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {v}")
-        for name in ("lr", "weight_decay", "dropout", "grad_clip", "saint_coverage", "forward_tau", "forward_theta",
-                     "cache_fraction", "pipe_smoothing", "dist_timeout", "lr_decay"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {v!r}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not self.saint_coverage > 0:
-            raise ConfigError(f"--saint-coverage must be > 0 (sampled nodes per training node), "
-                              f"got {self.saint_coverage}")
-        if self.forward_tau is not None and not self.forward_tau > 0:
-            raise ConfigError(f"--forward-tau must be > 0, got {self.forward_tau}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"lr_decay must be in (0, 1] (the factor applied every lr_decay_step epochs), "
-                              f"got {self.lr_decay}")
-        if self.saint_graph is not None and self.saint_graph not in ("train", "full"):
-            raise ConfigError(f"--saint-graph must be 'train' or 'full', not {self.saint_graph!r}")
-        if self.link_head is not None and self.link_head not in LINK_HEADS:
-            raise ConfigError(f"--link-head must be one of {LINK_HEADS}, not {self.link_head!r}")
-        if self.readout is not None and self.readout not in READOUTS:
-            raise ConfigError(f"readout must be one of {READOUTS}, not {self.readout!r}")
-        if self.norm not in (None, "none", "batch"):
-            raise ConfigError(f"norm must be None or 'batch', not {self.norm!r}")
-        if not isinstance(self.layer_args, dict) or not all(isinstance(k, str) and k.isidentifier()
-                                                            for k in self.layer_args):
-            raise ConfigError(f"layer_args must map argument names to values (--layer-arg NAME=VALUE), "
-                              f"got {self.layer_args!r}")
 
     def _validate_run(self) -> None:
-        """Checkpoint, resume and saved-model options."""
+        """Checkpoint, resume and saved-model options (``--checkpoint-dir``, ``--resume``,
+        ``--save-model``)."""
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be a whole number of epochs >= 1, got {self.checkpoint_every!r}")
         if self.resume is not None and self.resume not in RESUME_MODES:
             raise ConfigError(f"--resume takes no value or one of {RESUME_MODES}, not {self.resume!r}")
         if self.resume is not None and not self.checkpoint_dir:
             raise ConfigError("--resume continues from the checkpoints in --checkpoint-dir DIR; add --checkpoint-dir")
-        if self.trainer == "pipe" and (self.checkpoint_dir or self.resume or self.save_model):
-            flag = "--checkpoint-dir" if self.checkpoint_dir else "--resume" if self.resume else "--save-model"
+        if self.trainer == "pipe" and (self.checkpoint_dir or self.save_model):
+            flag = "--checkpoint-dir" if self.checkpoint_dir else "--save-model"
             raise ConfigError(
                 f"{flag} does not work with --trainer pipe yet: each pipeline rank holds its own layers, optimizer "
                 "and historical embeddings, and a consistent cut across ranks needs a coordinated write that is not "
-                "built. Train with --trainer backprop to checkpoint or save the model.")
+                "built; train with --trainer backprop to checkpoint or save the model")
 
     def _validate_pipe(self) -> None:
         """The GNNPipe fields (``--trainer pipe``)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import re
 from typing import Any
 
 from gnnsys.models.encoders import AtomFeatureEncoder, FeatureEncoder, NodeEmbeddingEncoder
@@ -13,59 +11,6 @@ from gnnsys.models.stack import GNNStack
 from torch import nn
 
 from gnnsys.errors import ConfigError
-
-
-def _layer_params(cls: type[nn.Module]) -> list[str]:
-    try:
-        sig = inspect.signature(cls)
-    except (TypeError, ValueError):
-        return []
-    return [n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-
-def _arg_flag(name: str, kwargs: dict[str, Any]) -> str:
-    return f"--layer-arg {name}={kwargs[name]!r}" if name in kwargs else f"--layer-arg {name}=VALUE"
-
-
-def construct_layer(cls: type[nn.Module], in_dim: int, out_dim: int, kwargs: dict[str, Any] | None = None,
-                    name: str | None = None) -> nn.Module:
-    """``cls(in_dim, out_dim, **kwargs)``; a constructor that does not fit (a missing required
-    argument, an unknown keyword, a value it rejects) is a ``ConfigError`` naming the argument
-    and the ``--layer-arg`` flag that sets it."""
-    kwargs = dict(kwargs or {})
-    label = name or cls.__name__
-    takes = _layer_params(cls)
-    try:
-        sig = inspect.signature(cls)
-    except (TypeError, ValueError):
-        sig = None
-    if sig is not None:
-        try:
-            sig.bind(in_dim, out_dim, **kwargs)
-        except TypeError as e:
-            raise ConfigError(_explain(e, label, kwargs, takes)) from e
-    try:
-        return cls(in_dim, out_dim, **kwargs)
-    except (TypeError, ValueError, AssertionError, KeyError) as e:
-        raise ConfigError(_explain(e, label, kwargs, takes)) from e
-
-
-def _explain(e: Exception, label: str, kwargs: dict[str, Any], takes: list[str]) -> str:
-    msg = str(e)
-    listed = f" ({label} takes {', '.join(takes)})" if takes else ""
-    m = re.search(r"missing (?:a |\d+ )?required (?:positional |keyword-only )?arguments?:? '?(\w+)'?", msg)
-    if m:
-        return f"layer {label} needs the argument '{m.group(1)}': pass {_arg_flag(m.group(1), kwargs)}{listed}"
-    m = re.search(r"unexpected keyword argument '(\w+)'", msg)
-    if m:
-        return f"layer {label} takes no argument '{m.group(1)}' (from {_arg_flag(m.group(1), kwargs)}){listed}"
-    m = re.search(r"too many positional arguments", msg)
-    if m:
-        return (f"layer {label} cannot be built as {label}(in_dim, out_dim, ...): its constructor does not take "
-                f"the input and output widths first{listed}")
-    given = ", ".join(f"--layer-arg {k}={v!r}" for k, v in kwargs.items()) or "no --layer-arg"
-    why = f"{type(e).__name__}: {msg}" if msg else f"a check in its constructor failed ({type(e).__name__})"
-    return f"layer {label} rejected its arguments ({given}): {why}{listed}"
 
 
 def build_model(
@@ -131,9 +76,7 @@ def build_model(
     last_kw = dict(kw)
     if last_is_classifier and "heads" in kw:
         last_kw["heads"] = 1  # the classifier layer of a multi-head attention stack has one head (as in GAT)
-    label = layer if isinstance(layer, str) else cls.__name__
-    layers = [construct_layer(cls, dims[i], dims[i + 1], last_kw if i == num_layers - 1 else kw, label)
-              for i in range(num_layers)]
+    layers = [cls(dims[i], dims[i + 1], **(last_kw if i == num_layers - 1 else kw)) for i in range(num_layers)]
     if norm not in (None, "none", "batch"):
         raise ConfigError(f"norm must be None or 'batch', not {norm!r}")
     norms = [nn.BatchNorm1d(dims[i + 1]) if norm == "batch" else nn.Identity() for i in range(num_layers)]

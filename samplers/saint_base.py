@@ -62,9 +62,9 @@ class SaintSampler(IterableDataset):
             ``SaintMiniBatch``) or ``"subgraph"`` (plain ``MiniBatch``: layers normalize by the
             subgraph's weighted degree).
         unseen_edges: weight of an edge that pre-sampling never saw (``C_uv = 0 < C_v``):
-            ``"once"`` (the default: counted as seen once, weight ``C_v``) or ``"clip"`` (the
-            original GraphSAINT's ``1e4``, paper-exact). With ``"clip"`` a warning says when
-            later subgraphs are expected to hold such edges (see ``saint_norm``).
+            ``"clip"`` (the original: ``1e4``) or ``"once"`` (counted as seen once: ``C_v``).
+            With ``"clip"`` a warning says when later subgraphs are expected to hold such
+            edges (see ``saint_norm``).
         cache_limit_bytes: memory for keeping pre-sampled subgraphs.
         num_threads: CPU threads drawing/inducing a group in parallel (default: usable cores).
         backend: ``"auto"`` (numpy + numba kernels on CPU, torch elsewhere) or ``"torch"``
@@ -85,7 +85,7 @@ class SaintSampler(IterableDataset):
         device: torch.device | str | None = None,
         group_size: int = 8,
         aggr_norm: str = "graph",
-        unseen_edges: str = "once",
+        unseen_edges: str = "clip",
         cache_limit_bytes: int = 512 << 20,
         num_threads: int | None = None,
         backend: str = "auto",

@@ -27,7 +27,6 @@ from gnnsys.config import (
 )
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError, DataFormatError
-from gnnsys.models.builder import construct_layer
 from gnnsys.models.registry import get_layer
 from gnnsys.models.stack import GNNStack, accepts_sparse_input, input_dropout
 
@@ -103,7 +102,7 @@ class ForwardSettings:
             vn_edges=vn_edges,
             num_neg=max(1, cfg.num_neg),
             batch_size=cfg.batch_size,
-            layer_kwargs=cfg.layer_kwargs(),
+            layer_kwargs=dict(cfg.extra.get("layer_kwargs") or {}),
         )
 
 
@@ -171,7 +170,11 @@ class ForwardLayer(nn.Module):
 
 def make_layer(s: ForwardSettings, in_dim: int, out_dim: int) -> ForwardLayer:
     """A ``ForwardLayer`` around ``s.layer`` from the layer registry (``Cls(in_dim, out_dim)``)."""
-    conv = construct_layer(get_layer(s.layer), in_dim, out_dim, s.layer_kwargs, s.layer)
+    cls = get_layer(s.layer)
+    try:
+        conv = cls(in_dim, out_dim, **s.layer_kwargs)
+    except TypeError as e:
+        raise ConfigError(f"layer {s.layer!r} cannot be built as Cls({in_dim}, {out_dim}): {e}") from e
     return ForwardLayer(conv, s.dropout)
 
 
