@@ -155,11 +155,30 @@ def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]
 
 
 def _capture(cfg: TrainConfig, model: Any, dataset: Dataset, split: dict[str, torch.Tensor]) -> dict[str, Any] | None:
-    if not cfg.save_model:
+    """The trained model's entry for a saved-model file (``None`` unless the run saves one or
+    checkpoints: a CV checkpoint keeps the finished folds' models for a later --save-model)."""
+    if not (cfg.save_model or cfg.checkpoint_dir):
         return None
     from gnnsys.saved_model import capture
 
-    return capture(model, dataset, split)
+    return capture(model)
+
+
+def run_splits(dataset: Dataset, cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
+    """The split of each training a run does: one (a node split from ``cfg``, or the
+    dataset's), or for TU graph datasets (no split of their own) one per stratified CV fold,
+    each fold holding out a tenth of its training graphs for model selection."""
+    if dataset.task == "graph" and "train" not in dataset.split:
+        from gnnsys.datasets.splits import stratified_kfold
+
+        splits = []
+        for fold, (tr, te) in enumerate(stratified_kfold(dataset.labels, cfg.folds, cfg.seed)):
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + fold)
+            perm = tr[torch.randperm(tr.numel(), generator=g)]
+            nval = max(1, tr.numel() // 10)
+            splits.append({"train": perm[nval:], "valid": perm[:nval], "test": te})
+        return splits
+    return [node_split(dataset, cfg) if dataset.task == "node" else dataset.split]
 
 
 def train(config: TrainConfig | None = None, data: Dataset | None = None, **overrides: Any) -> dict[str, Any]:
@@ -189,34 +208,28 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
     dataset = data if data is not None else load_dataset(cfg.dataset, root=cfg.data_root)
     cfg = cfg.resolved(dataset.name, dataset.task)
     cfg.validate()
+    from gnnsys.saved_model import check_saveable
+
+    check_saveable(cfg, dataset)
     ckpt = ckpt_mod.for_run(cfg, dataset.signature())
     runs: list[dict[str, Any]] = []
     models: list[dict[str, Any] | None] = []
-    if dataset.task == "graph" and "train" not in dataset.split:
-        from gnnsys.datasets.splits import stratified_kfold
-
-        for fold, (tr, te) in enumerate(stratified_kfold(dataset.labels, cfg.folds, cfg.seed)):
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + fold)
-            perm = tr[torch.randperm(tr.numel(), generator=g)]
-            nval = max(1, tr.numel() // 10)
-            split = {"train": perm[nval:], "valid": perm[:nval], "test": te}
-            done = ckpt.completed_fold(fold) if ckpt is not None else None
-            if done is not None:  # finished before the checkpoint the run resumed from
-                res, model = dict(done["record"]), done["model"]
-            else:
-                res, model = _run_once(dataset, cfg, split, ckpt.trainer(fold) if ckpt is not None else None)
+    splits = run_splits(dataset, cfg)
+    cv = dataset.task == "graph" and "train" not in dataset.split
+    for fold, split in enumerate(splits):
+        done = ckpt.completed_fold(fold) if ckpt is not None else None
+        if done is not None:  # finished before the checkpoint the run resumed from
+            res, model = dict(done["record"]), done["model"]
+        else:
+            res, model = _run_once(dataset, cfg, split, ckpt.trainer(fold) if ckpt is not None else None)
+            if cv:
                 res["fold"] = fold
-                if ckpt is not None:
-                    ckpt.fold_done(fold, res, model)
-            runs.append(res)
-            models.append(model)
-            if not cfg.quiet:
-                print(f"fold {fold + 1}/{cfg.folds}: val {res['val']:.4f} test {res['test']:.4f}", flush=True)
-    else:
-        split = node_split(dataset, cfg) if dataset.task == "node" else dataset.split
-        res, model = _run_once(dataset, cfg, split, ckpt.trainer(0) if ckpt is not None else None)
+            if ckpt is not None:
+                ckpt.fold_done(fold, res, model)
         runs.append(res)
         models.append(model)
+        if cv and not cfg.quiet:
+            print(f"fold {fold + 1}/{cfg.folds}: val {res['val']:.4f} test {res['test']:.4f}", flush=True)
     tests = [r["test"] for r in runs]
     vals = [r["val"] for r in runs]
     result: dict[str, Any] = {
@@ -258,3 +271,54 @@ def summary_line(result: dict[str, Any]) -> str:
     return (f"{result['dataset']} ({result['task']}, {result['trainer']}, {result['layer']} x{result['layers']}): "
             f"{result['metric']} val {result['val']:.4f} test {result['test']:.4f}{std} "
             f"[{result['epochs']} epochs, {result['seconds']:.1f}s]")
+
+
+# ------------------------------------------------------------------ saved models (--save-model)
+def load_model(path: str | os.PathLike) -> Any:
+    """A model file written by ``train(save_model=PATH)`` (``gnnsys.saved_model.SavedModel``)."""
+    from gnnsys.saved_model import SavedModel
+
+    return SavedModel.load(path)
+
+
+def _model_dataset(model: Any, dataset: str | None, data: Dataset | None, data_root: str | None) -> Dataset:
+    if data is not None:
+        return data
+    return load_dataset(dataset or model.signature["name"], root=data_root or model.config.data_root)
+
+
+def evaluate(model: str | os.PathLike, dataset: str | None = None, data: Dataset | None = None,
+             out: str | os.PathLike | None = None, data_root: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Validation and test scores of a saved model on ``dataset`` (a name; default: the one it
+    was trained on) or ``data`` (a ``Dataset``), on the split training used: the ``val`` /
+    ``test`` that ``train`` reported, recomputed. ``out``: also write them as JSON."""
+    from gnnsys.paths import atomic_write_bytes, check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
+    saved = load_model(model)
+    ds = _model_dataset(saved, dataset, data, data_root)
+    result = saved.evaluate(ds, device=device)
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(result, indent=2, default=float).encode(), "--out")
+    return result
+
+
+def predict(model: str | os.PathLike, dataset: str | None = None, data: Dataset | None = None,
+            out: str | os.PathLike | None = None, pairs: str | os.PathLike | torch.Tensor | None = None,
+            fold: int | None = None, data_root: str | None = None, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Predictions of a saved model on ``dataset`` / ``data`` (``gnnsys.predict``: node classes
+    and probabilities, link scores for ``pairs`` (a ``[2, P]`` tensor or a .csv/.npy file),
+    graph predictions); ``out`` (.csv or .npy): also write them there."""
+    from gnnsys.predict import check_prediction_path, read_pairs, write_predictions
+
+    if out is not None:
+        check_prediction_path(out)
+    saved = load_model(model)
+    ds = _model_dataset(saved, dataset, data, data_root)
+    if pairs is not None and not isinstance(pairs, torch.Tensor):
+        pairs = read_pairs(pairs, ds.num_nodes)
+    cols = saved.predict(ds, pairs=pairs, fold=fold, device=device)
+    if out is not None:
+        write_predictions(out, cols)
+    return cols

@@ -190,9 +190,9 @@ class TrainConfig:
     def _validate_run(self) -> None:
         """Checkpoint, resume and saved-model options (``--checkpoint-dir``, ``--resume``,
         ``--save-model``)."""
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
-                or self.checkpoint_every < 1:
-            raise ConfigError(f"--checkpoint-every must be a whole number of epochs >= 1, got {self.checkpoint_every!r}")
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"--checkpoint-every must be a whole number of epochs >= 1, got {every!r}")
         if self.resume is not None and self.resume not in RESUME_MODES:
             raise ConfigError(f"--resume takes no value or one of {RESUME_MODES}, not {self.resume!r}")
         if self.resume is not None and not self.checkpoint_dir:
