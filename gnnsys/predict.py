@@ -33,7 +33,10 @@ PREDICTION_SUFFIXES = (".csv", ".npy")
 @torch.no_grad()
 def predict_columns(model: Any, dataset: Dataset, pairs: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """The prediction columns (module docstring) of a rebuilt model: a ``GNNStack`` or a
-    ForwardGNN node variant (``node_scores()``)."""
+    ForwardGNN variant (``node_scores()``, ``pair_scores(pairs)``)."""
+    if not isinstance(model, nn.Module) and dataset.task == "link":  # a ForwardGNN link variant
+        assert pairs is not None
+        return {"src": pairs[0].numpy(), "dst": pairs[1].numpy(), "score": model.pair_scores(pairs).view(-1).numpy()}
     if not isinstance(model, nn.Module):
         scores = model.node_scores().cpu()
         return {"node": np.arange(dataset.num_nodes), "pred": scores.argmax(1).numpy(), "score": scores.numpy()}

@@ -65,15 +65,10 @@ def layer_reference(layer: Any) -> str:
 
 
 def check_saveable(cfg: TrainConfig, dataset: Dataset) -> None:
-    """``ConfigError`` before the first epoch when ``cfg.save_model`` / ``cfg.checkpoint_dir``
-    cannot be honoured for this run (a layer that cannot be re-imported; the ForwardGNN link
-    variants, whose state is not exported)."""
+    """``ConfigError`` before the first epoch when ``cfg.save_model`` cannot be honoured for
+    this run (a layer class that cannot be re-imported)."""
     if cfg.save_model:
         layer_reference(cfg.layer)
-    if cfg.trainer == "forward" and dataset.task == "link" and (cfg.save_model or cfg.checkpoint_dir):
-        flag = "--save-model" if cfg.save_model else "--checkpoint-dir"
-        raise ConfigError(f"{flag} is not built for the ForwardGNN link variants (forward-ce, forward-ff, top-down "
-                          "on a link task) yet; the node variants and --trainer backprop support it")
 
 
 def config_record(cfg: TrainConfig) -> dict[str, Any]:
@@ -252,7 +247,7 @@ class SavedModel:
             return BackpropTrainer(cfg).evaluate(model, dataset, split)
         ds = _with_split(dataset, split) if split is not dataset.split else dataset
         impl = self._build(entry, ds, cfg)
-        if hasattr(impl, "accuracies"):  # greedy variants: the summed scores of the layer stack
+        if hasattr(impl, "accuracies"):  # greedy node variants: the summed scores of the layer stack
             return impl.accuracies(impl.node_scores())
         return impl.evaluate()
 

@@ -221,3 +221,20 @@ def test_save_model_with_a_main_module_class_is_refused_before_training():
 
     with pytest.raises(Exception, match="cannot be imported when the model is loaded"):
         train(**KW, layer=Local, save_model="/tmp/never-written.pt")
+
+
+@pytest.mark.parametrize("variant", ["forward-ce", "top-down"])
+def test_forward_link_model_predictions_give_the_test_score(tmp_path, variant):
+    from gnnsys.datasets.splits import link_split
+    from gnnsys.metrics import link_metric
+
+    small = load_dataset("synthetic-sbm", num_nodes=300, num_classes=3, num_features=16, homophily=0.8,
+                         feature_signal=1.0, seed=1)
+    ds = link_split(small, val=0.1, test=0.1, seed=0)
+    path = tmp_path / "fl.pt"
+    res = train(TrainConfig(dataset=ds.name, trainer="forward", forward_variant=variant, layers=2, epochs=3,
+                            hidden=16, batch_size=2048, forward_timesteps=2, quiet=True, save_model=str(path)), ds)
+    pos, neg = ds.split["test"], ds.split["test_neg"]
+    cols = predict(path, data=ds, pairs=torch.cat([pos, neg], 1))
+    score = torch.as_tensor(cols["score"])
+    assert link_metric(ds.metric, score[: pos.size(1)], score[pos.size(1):]) == pytest.approx(res["test"], abs=1e-12)
