@@ -115,6 +115,16 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, or of a new file under the current umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, flag: str = "") -> Path:
     """Write ``data`` to ``path`` atomically (temporary name, fsync, rename, fsync of the
     folder). A failure (a full disk) leaves any earlier ``path`` untouched and raises
@@ -124,6 +134,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, flag: str = "") -> 
     check_free(folder, len(data) + 4096, flag or "writing", p)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, _file_mode(p))  # mkstemp's 0600 -> what a plain open() would have given
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -189,3 +189,14 @@ def test_fingerprint_ignores_run_options():
     other = {"lr": 0.01, "out": "b.json", "quiet": False, "checkpoint_every": 5}
     assert ckpt.run_fingerprint(base, {"n": 1}) == ckpt.run_fingerprint(other, {"n": 1})
     assert ckpt.run_fingerprint(base, {"n": 1}) != ckpt.run_fingerprint({**base, "lr": 0.1}, {"n": 1})
+
+
+def test_atomic_write_gives_a_normal_file_mode(tmp_path):
+    target = tmp_path / "r.json"
+    paths.atomic_write_bytes(target, b"{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would, not mkstemp's 0600
+    target.chmod(0o640)
+    paths.atomic_write_bytes(target, b"{ }")
+    assert target.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
