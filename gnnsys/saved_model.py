@@ -191,7 +191,10 @@ class SavedModel:
                                  "dimensions")
 
     def _config(self, device: str) -> TrainConfig:
-        return replace(self.config, device=device)
+        """The training config on ``device`` (validated: ``--device`` gets train's checks)."""
+        cfg = replace(self.config, device=device)
+        cfg.validate()
+        return cfg
 
     def _build(self, entry: dict[str, Any], dataset: Dataset, cfg: TrainConfig) -> Any:
         """The trained model of one fold entry, on ``cfg.device``."""
