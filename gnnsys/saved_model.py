@@ -22,6 +22,7 @@ gives node classes and probabilities, link scores for given pairs, or graph pred
 from __future__ import annotations
 
 import json
+import statistics
 import warnings
 from dataclasses import fields, replace
 from pathlib import Path
@@ -234,10 +235,10 @@ class SavedModel:
             res = self._evaluate_one(entry, dataset, split, cfg)
             runs.append({"fold": fold, "val": res["valid"], "test": res["test"]})
         vals, tests = [r["val"] for r in runs], [r["test"] for r in runs]
+        # statistics.fmean, as train() averages: the same value to the last bit
         return {"model": str(self.path), "dataset": dataset.name, "task": dataset.task,
-                "metric": dataset.metric, "val": float(np.mean(vals)) if len(vals) > 1 else vals[0],
-                "test": float(np.mean(tests)) if len(tests) > 1 else tests[0], "runs": runs,
-                "trained": self.scores}
+                "metric": dataset.metric, "val": statistics.fmean(vals), "test": statistics.fmean(tests),
+                "runs": runs, "trained": self.scores}
 
     def _evaluate_one(self, entry: dict[str, Any], dataset: Dataset, split: dict[str, torch.Tensor],
                       cfg: TrainConfig) -> dict[str, float]:
