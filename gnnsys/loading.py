@@ -40,6 +40,7 @@ from gnnsys.batch import MiniBatch
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError
 from gnnsys.storage import FeatureStore, InMemoryFeatureStore
+from gnnsys.threads import background
 
 
 class FetchFeatures:
@@ -340,18 +341,22 @@ def _prefetched(make: Any, depth: int) -> Iterator[MiniBatch]:
 
     def work() -> None:
         try:
-            for item in make():
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
+            with background():  # lower priority: the model's threads come first
+                produce()
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             q.put(e)
+
+    def produce() -> None:
+        for item in make():
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        q.put(_DONE)
 
     t = threading.Thread(target=work, name="gnnsys-prefetch", daemon=True)
     t.start()

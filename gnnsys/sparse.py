@@ -95,10 +95,10 @@ def csr_operator(
     if norm not in NORMS:
         raise ValueError(f"unknown propagation norm {norm!r}; choose one of {NORMS}")
     dev = col.device
-    w = torch.ones(col.numel(), device=dev) if edge_weight is None else edge_weight.to(dev).float()
     if dev.type == "cpu":
-        op = _csr_operator_cpu(crow, col, num_nodes, w, norm, degree)
+        op = _csr_operator_cpu(crow, col, num_nodes, edge_weight, norm, degree)
     else:
+        w = torch.ones(col.numel(), device=dev) if edge_weight is None else edge_weight.to(dev).float()
         op = _csr_operator_torch(crow, col, num_nodes, w, norm, degree)
     if symmetric and edge_weight is None and degree is None and norm in ("sum", "gcn"):
         op._gnnsys_transpose = op
@@ -111,19 +111,28 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> to
         return torch.sparse_csr_tensor(crow, col, val, size=(n, n), check_invariants=False)
 
 
-def _csr_operator_cpu(crow, col, n, w, norm, degree) -> torch.Tensor:
+_NO_F32 = np.empty(0, dtype=np.float32)
+_NO_F64 = np.empty(0, dtype=np.float64)
+
+
+def _csr_operator_cpu(crow, col, n, edge_weight, norm, degree) -> torch.Tensor:
+    """The CPU build: numba kernels and numpy only (small torch ops would each start the
+    OpenMP team beside the model's, which costs more than the work on 2 busy cores)."""
     from gnnsys import sparse_kernels as K
 
-    c, k, wn = crow.numpy(), col.numpy(), w.numpy()
+    c, k = crow.numpy(), col.numpy()
+    w = _NO_F32 if edge_weight is None else edge_weight.detach().float().numpy()
     if norm == "sum":
-        return _csr(crow, col, w, n)
+        val = np.ones(k.shape[0], dtype=np.float32) if edge_weight is None else w
+        return _csr(crow, col, torch.from_numpy(val), n)
+    d = _NO_F64 if degree is None else degree.detach().double().numpy()
     if norm == "mean":
-        if degree is None:
-            return _csr(crow, col, torch.from_numpy(K.mean_values(c, wn)), n)
-        scale = 1.0 / degree.float().clamp_min(1.0)
-        return _csr(crow, col, w * torch.repeat_interleave(scale, crow.diff(), output_size=col.numel()), n)
-    deg = (degree.double() + 1.0).numpy() if degree is not None else K.row_sums(c, wn) + 1.0
-    ocrow, ocol, oval = K.gcn_csr(c, k, wn, deg)
+        return _csr(crow, col, torch.from_numpy(K.mean_values(c, w, d)), n)
+    if degree is not None:
+        d = d + 1.0
+    if edge_weight is None:
+        w = np.empty(0, dtype=np.float32)
+    ocrow, ocol, oval = K.gcn_csr(c, k, w, d)
     return _csr(torch.from_numpy(ocrow), torch.from_numpy(ocol), torch.from_numpy(oval), n)
 
 
@@ -288,12 +297,24 @@ def _cached_on(x: torch.Tensor, attr: str, compute: Callable[[], Any]) -> Any:
     return value
 
 
+def _clearly_dense(x: torch.Tensor, rows: int = 256) -> bool:
+    """Whether an evenly spaced sample of ``rows`` rows of a large matrix is more than twice as
+    dense as a mostly-zero matrix may be: then the full count (a pass over every entry of every
+    fresh batch's features) is skipped."""
+    if x.dim() != 2 or x.size(0) <= 4 * rows:
+        return False
+    sample = x[:: x.size(0) // rows]
+    return int(torch.count_nonzero(sample)) > 2 * MOSTLY_ZERO_MAX_DENSITY * sample.numel()
+
+
 def nonzero_coords(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(rows, cols)`` of the nonzeros of a 2-D matrix that is mostly zero (at most
     ``MOSTLY_ZERO_MAX_DENSITY`` nonzero), else ``None``; cached on ``x`` like ``sparse_input``."""
 
     def compute() -> tuple[torch.Tensor, torch.Tensor] | None:
-        if not x.numel() or int(torch.count_nonzero(x)) > MOSTLY_ZERO_MAX_DENSITY * x.numel():
+        if not x.numel() or _clearly_dense(x):
+            return None
+        if int(torch.count_nonzero(x)) > MOSTLY_ZERO_MAX_DENSITY * x.numel():
             return None  # one cheap counting pass spares ``nonzero`` on a dense matrix
         return x.nonzero(as_tuple=True)
 

@@ -101,16 +101,26 @@ def sort_coo_by_dst(src, dst, num_nodes, out_src, out_dst, perm, tmp_src, tmp_pe
 @njit(cache=True, nogil=True)
 def gcn_csr(crow, col, w, deg):  # pragma: no cover - compiled
     """``D^-1/2 (A_w + I) D^-1/2`` from a row-sorted CSR ``(crow, col, w)`` (rows = targets)
-    and the degree ``deg`` (self loop included), in one pass: each row gets its self loop
-    merged in column order (before an existing self loop). Returns ``(crow, col, val)``."""
+    and the degree ``deg`` (self loop included; an empty ``deg``: ``1 + Σ_row w``), in one
+    pass: each row gets its self loop merged in column order (before an existing self loop).
+    An empty ``w`` means unit weights. Returns ``(crow, col, val)``."""
     n = crow.shape[0] - 1
     nnz = col.shape[0]
+    unit = w.shape[0] == 0
     ocrow = np.empty(n + 1, dtype=np.int64)
     ocol = np.empty(nnz + n, dtype=np.int64)
     oval = np.empty(nnz + n, dtype=w.dtype)
     dis = np.empty(n, dtype=np.float64)
     for r in range(n):
-        d = deg[r]
+        if deg.shape[0] == 0:
+            d = 1.0
+            if unit:
+                d += crow[r + 1] - crow[r]
+            else:
+                for p in range(crow[r], crow[r + 1]):
+                    d += w[p]
+        else:
+            d = deg[r]
         dis[r] = 1.0 / np.sqrt(d) if d > 0 else 0.0
     q = 0
     for r in range(n):
@@ -125,7 +135,7 @@ def gcn_csr(crow, col, w, deg):  # pragma: no cover - compiled
                 q += 1
                 placed = True
             ocol[q] = c
-            oval[q] = dis[c] * w[p] * dr
+            oval[q] = dis[c] * dr if unit else dis[c] * w[p] * dr
             q += 1
         if not placed:
             ocol[q] = r
@@ -136,29 +146,24 @@ def gcn_csr(crow, col, w, deg):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def row_sums(crow, w):  # pragma: no cover - compiled
-    """``Σ_p w[p]`` per CSR row (float64)."""
+def mean_values(crow, w, scale):  # pragma: no cover - compiled
+    """``w[p] / Σ_{row} w`` per entry (a row of weight 0 stays 0, as ``clamp_min(1e-12)``); an
+    empty ``w`` means unit weights; a non-empty ``scale`` divides by ``scale[row]`` instead of
+    the row sum (GraphSAINT's sampling-graph degree, at least 1)."""
     n = crow.shape[0] - 1
-    out = np.zeros(n, dtype=np.float64)
+    out = np.empty(crow[n], dtype=w.dtype)
+    unit = w.shape[0] == 0
     for r in range(n):
-        s = 0.0
-        for p in range(crow[r], crow[r + 1]):
-            s += w[p]
-        out[r] = s
-    return out
-
-
-@njit(cache=True, nogil=True)
-def mean_values(crow, w):  # pragma: no cover - compiled
-    """``w[p] / Σ_{row} w`` per entry (a row of weight 0 stays 0, as ``clamp_min(1e-12)``)."""
-    n = crow.shape[0] - 1
-    out = np.empty(w.shape[0], dtype=w.dtype)
-    for r in range(n):
-        s = 0.0
-        for p in range(crow[r], crow[r + 1]):
-            s += w[p]
+        if scale.shape[0] > 0:
+            s = max(scale[r], 1.0)
+        elif unit:
+            s = float(crow[r + 1] - crow[r])
+        else:
+            s = 0.0
+            for p in range(crow[r], crow[r + 1]):
+                s += w[p]
         if s < 1e-12:
             s = 1e-12
         for p in range(crow[r], crow[r + 1]):
-            out[p] = w[p] / s
+            out[p] = (1.0 if unit else w[p]) / s
     return out

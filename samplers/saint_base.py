@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from gnnsys.errors import ConfigError, GraphError
 from gnnsys.graph import Graph
-from gnnsys.threads import thread_pool, usable_cores
+from gnnsys.threads import BACKGROUND_NICE, in_background, thread_pool, usable_cores
 
 GRAPH_MODES = ("train", "full")
 UNSEEN_WARN_RATE = 0.01  # expected unseen edges per later subgraph above which "clip" warns
@@ -251,7 +251,8 @@ class SaintSampler(IterableDataset):
         nt = min(self.num_threads, len(ks)) if self._cpu and get_worker_info() is None else 1
         if nt <= 1:
             return self._induce_chunk(ks, 0)
-        pool = thread_pool(nt, "saint")
+        # from the loading pipeline's worker: a low-priority pool, so the model's threads win
+        pool = thread_pool(nt, "saint-bg", BACKGROUND_NICE) if in_background() else thread_pool(nt, "saint")
         futs = [pool.submit(self._induce_chunk, ks[t::nt], t) for t in range(nt)]
         parts = [f.result() for f in futs]
         res: list[Induced] = [None] * len(ks)  # type: ignore[list-item]

@@ -23,6 +23,13 @@ class GCNLayer(nn.Module):
     normalized operator (``gnnsys.sparse``), which ``GNNStack`` builds once per batch.
     Propagation operator (used by Virgo): ``"gcn"``. ``x`` may be a CSR matrix (it is only
     multiplied by ``W``), which the stack passes for a mostly-zero input after dropout.
+
+    The product is associative, so the layer picks the cheaper order: ``P (X W)`` propagates
+    ``out_dim`` columns forward and again backward (the gradient of ``X W``), while ``(P X) W``
+    propagates ``in_dim`` columns forward only when ``X`` needs no gradient (a first layer on
+    fixed features): then its backward is one dense product. A dense input that needs no
+    gradient is propagated first when ``in_dim <= 2 * out_dim`` (training) or ``in_dim <=
+    out_dim`` (inference), as DGL's ``GraphConv`` does by width.
     """
 
     propagation = "gcn"
@@ -40,5 +47,14 @@ class GCNLayer(nn.Module):
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         op = edge_index if is_operator(edge_index) else propagation_matrix(edge_index, x.size(0), edge_weight, "gcn")
-        out = propagate(op, linear(x, self.conv.lin))
+        if self._propagate_first(x):
+            out = self.conv.lin(propagate(op, x))
+        else:
+            out = propagate(op, linear(x, self.conv.lin))
         return out if self.conv.bias is None else out + self.conv.bias
+
+    def _propagate_first(self, x: torch.Tensor) -> bool:
+        if x.is_sparse_csr or x.requires_grad or x.layout != torch.strided:
+            return False
+        grad = torch.is_grad_enabled() and self.conv.lin.weight.requires_grad
+        return x.size(1) <= (2 if grad else 1) * self.out_dim
