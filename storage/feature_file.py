@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from gnnsys.storage.disk_io import PAGE
 from numpy.lib import format as npy_format
 
 from gnnsys.errors import DataFormatError
-from gnnsys.storage.disk_io import PAGE
 
 _SIZES = (1, 2, 4, 8)
 DEFAULT_CHUNK_ROWS = 1 << 16
