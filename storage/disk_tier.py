@@ -42,7 +42,7 @@ DEFAULT_QUEUE_DEPTH = 8
 
 
 @njit(cache=True, nogil=True)
-def plan_spans(starts: np.ndarray, row_bytes: int, max_request: int, file_size: int):
+def plan_spans(starts: np.ndarray, row_bytes: int, max_request: int, file_size: int, merge_gap: int = 0):
     """Read requests for rows at byte offsets ``starts`` (sorted ascending): each row's page
     range, ranges that touch merged while the request stays within ``max_request`` bytes.
     Returns per span (offset, length, bytes needed: up to the last row's end, which may stop
@@ -62,7 +62,7 @@ def plan_spans(starts: np.ndarray, row_bytes: int, max_request: int, file_size: 
         p0 = a - a % PAGE
         e = a + row_bytes
         p1 = -(-e // PAGE) * PAGE
-        if k >= 0 and p0 <= cur1 and p1 - cur0 <= max_request:
+        if k >= 0 and p0 <= cur1 + merge_gap and p1 - cur0 <= max_request:
             if p1 > cur1:
                 cur1 = p1
         else:
@@ -115,13 +115,14 @@ class RowReader:
         self.file, self.pool, self.staging, self.row_bytes = file, pool, staging, row_bytes
         self.max_request = int(min(max_request, staging.size))
         self.in_flight_peak = 0
+        self.merge_gap = 0  # bytes between rows read through (bulk reads: the cache tier's preload)
 
     def read(self, starts: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
         """Rows at file offsets ``starts`` (sorted) to byte offsets ``dest`` of ``out`` (flat uint8)."""
         if starts.size == 0:
             return
         s_off, s_len, s_need, row_span, row_in = plan_spans(starts, self.row_bytes, self.max_request,
-                                                            self.file.size)
+                                                            self.file.size, self.merge_gap)
         cum = np.concatenate([[0], np.cumsum(s_len)])
         cap = self.staging.size
         j = 0
@@ -317,7 +318,10 @@ class DirectDiskTier(BackingTier):
                 "staging_bytes": int(self.staging.size), "queue_depth": self.pool.queue_depth}
 
     def close(self) -> None:
-        """Stop the I/O threads and close the files."""
+        """Stop the I/O threads and close the files (and the memmap)."""
         self.detach()
         self.pool.close()
         self.source.close()
+        if self._memmap is not None:
+            self._memmap._mmap.close()
+            self._memmap = None

@@ -107,7 +107,14 @@ class OutOfCoreStore(TieredFeatureStore):
         self.budget.charge("staging", tier.staging.size)
         self.budget.charge("batch_buffers", split.batch_buffers)
         self.budget.charge("cache", split.cache_bytes)
-        super().__init__(tier, split.cache_rows, policy, "cpu", graph=graph, counts=counts, train_nodes=train_nodes)
+        tier._reader.merge_gap = 256 << 10  # the preload is a bulk read: read through short gaps
+        try:
+            super().__init__(tier, split.cache_rows, policy, "cpu", graph=graph, counts=counts,
+                             train_nodes=train_nodes)
+        except BaseException:
+            tier.close()
+            raise
+        tier._reader.merge_gap = 0  # epochs: exactly the pages the rows touch
         tier.reset_counters()  # the preload is not an epoch's traffic
         self.disk: DirectDiskTier = tier
         self.pack_log: list[dict[str, Any]] = []
