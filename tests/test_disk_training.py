@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from gnnsys.models import build_model
+from gnnsys.storage.feature_file import write_feature_file
 
 from gnnsys.api import train
 from gnnsys.cli import main as cli_main
@@ -15,8 +17,6 @@ from gnnsys.datasets import load_dataset
 from gnnsys.errors import ConfigError
 from gnnsys.inference import layerwise_forward
 from gnnsys.loading import full_batch, operator_norms
-from gnnsys.models import build_model
-from gnnsys.storage.feature_file import write_feature_file
 
 
 @pytest.fixture(scope="module")
