@@ -288,3 +288,18 @@ def _same_rows(files, pk, batches, hot):
         if not np.array_equal(a[o:o + n], b[o:o + n]):
             return False
     return True
+
+
+def test_build_feature_store_disk(setup):
+    from gnnsys.storage import build_feature_store
+
+    g, x, path, s, root = setup
+    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="900KB",
+                             sampler=s, layout="rows")
+    assert isinstance(st, OutOfCoreStore) and st.policy.name == "static-saint"
+    assert torch.equal(st.gather(torch.arange(10)), x[:10])
+    st.close()
+    with pytest.raises(ConfigError, match="memory_budget"):
+        build_feature_store(path, kind="disk", graph=g)
+    with pytest.raises(ConfigError, match="path"):
+        build_feature_store(x, kind="disk", graph=g, memory_budget="1MB")
