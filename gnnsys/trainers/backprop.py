@@ -98,7 +98,7 @@ def traffic_postfix(moved: dict[str, dict[str, float]] | None) -> dict[str, str]
         if tier != "cache" and "bytes" in v:
             out[f"{tier}_MB"] = f"{v['bytes'] / 2**20:.0f}"
     if "read_bytes" in moved.get("disk", {}):  # out-of-core: what the disk really delivered
-        out["read_MB"] = f"{moved['disk']['read_bytes'] / 2**20:.0f}"
+        out["read_MB"] = f"{moved['disk']['read_bytes'] / 2**20:.1f}"
         out["amp"] = f"{moved['disk'].get('amplification', 0.0):.2f}"
     return out
 
