@@ -304,7 +304,11 @@ def commit_file(fd: int, tmp: Path, final: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise _os_error(e, tmp, "fsync") from None
     os.close(fd)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _os_error(e, final, "rename into place") from None
     try:
         dfd = os.open(str(final.parent), os.O_RDONLY)
         try:
