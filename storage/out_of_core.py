@@ -169,6 +169,25 @@ class OutOfCoreStore(TieredFeatureStore):
         self.pack_log.append(rec)
         return rec
 
+    def all(self, device: Any = None) -> torch.Tensor:
+        """The whole matrix (``--eval full``), read from the file when it fits the memory budget;
+        ``ConfigError`` otherwise (evaluate layer-wise)."""
+        from gnnsys.storage.budget import format_bytes
+
+        need = self.feature_file.data_bytes
+        if need > self.split.total:
+            raise ConfigError(f"--eval full needs every feature row in memory ({format_bytes(need)}), more than the "
+                              f"--memory-budget {format_bytes(self.split.total)}: evaluate layer-wise (--eval "
+                              "layerwise, the default with --features disk)")
+        with self._lock:
+            self.disk._reader.merge_gap = 256 << 10
+            try:
+                x = self.disk.read(torch.arange(self.num_nodes))
+            finally:
+                self.disk._reader.merge_gap = 0
+            self._all_rows += self.num_nodes
+        return x if device is None else x.to(device)
+
     def end_epoch(self) -> None:
         """After an epoch: reads go back to the row layout (evaluation's reads are not the plan's)."""
         if self.layout == "packed":

@@ -298,6 +298,12 @@ def test_build_feature_store_disk(setup):
                              sampler=s, layout="rows")
     assert isinstance(st, OutOfCoreStore) and st.policy.name == "static-saint"
     assert torch.equal(st.gather(torch.arange(10)), x[:10])
+    with pytest.raises(ConfigError, match="evaluate layer-wise"):  # 1.5 MB of rows, a 900 KB budget
+        st.all()
+    st.close()
+    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="2MB",
+                             sampler=s, layout="rows")
+    assert torch.equal(st.all(), x)  # --eval full: the whole file when it fits the budget
     st.close()
     with pytest.raises(ConfigError, match="memory_budget"):
         build_feature_store(path, kind="disk", graph=g)

@@ -57,6 +57,10 @@ def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_
     assert fs["budget"]["peak"] <= fs["budget"]["total"] == 1_500_000
     assert list(tmp_path.glob("packed/*.packed")) if layout == "packed" else True
     assert not list(path.parent.glob("*.packed"))
+    if layout == "rows":  # --eval full reads the whole file when it fits the budget
+        c = train(TrainConfig(features="disk", feature_file=str(path), memory_budget="1.5MB", disk_layout=layout,
+                              cache_dir=str(tmp_path), eval_mode="full", **KW))
+        assert [r["loss"] for r in c["runs"][0]["history"]] == [r["loss"] for r in ha] and c["test"] == a["test"]
 
 
 @pytest.mark.parametrize("layer", ["gcn", "sage", "gat", "gin"])
