@@ -98,6 +98,8 @@ def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torc
     own (``"memory"``) or a ``TieredFeatureStore`` whose cache tier holds ``cfg.cache_fraction``
     of the rows on ``cfg.cache_device``, placed by ``cfg.cache_policy`` from the graph, the
     training nodes and, with a GraphSAINT ``sampler``, its pre-sampling counts ``C_v``."""
+    if cfg.features == "disk":
+        return _with_disk_features(dataset, cfg, split, sampler)
     if cfg.features == "memory" or dataset.features is None:
         return dataset
     from dataclasses import replace
@@ -120,6 +122,35 @@ def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torc
         cache_policy=cfg.cache_policy or DEFAULT_CACHE_POLICY, cache_device=cache_device, graph=dataset.graph,
         train_nodes=train_nodes, saint_counts=None if stats is None else stats.node_count.cpu(), **options)
     return replace(dataset, features=store)
+
+
+# --- out-of-core features (--features disk)
+def _with_disk_features(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor] | None,
+                        sampler: Any) -> Dataset:
+    """``dataset`` reading its features from ``cfg.feature_file`` through an ``OutOfCoreStore``
+    (cache tier + read buffers within ``cfg.memory_budget``; the cache placed by a static policy:
+    GraphSAINT's ``C_v`` by default). The file must have one row per node; its dtype and width
+    must match the dataset's own features where it has them."""
+    from dataclasses import replace
+
+    from gnnsys.storage.out_of_core import OutOfCoreStore
+
+    sampler = getattr(sampler, "sampler", sampler)
+    stats = getattr(sampler, "stats", None)
+    counts = None if stats is None else stats.node_count.cpu()
+    policy = cfg.cache_policy or ("static-saint" if counts is not None else "static-degree")
+    store = OutOfCoreStore(cfg.feature_file, cfg.memory_budget, graph=dataset.graph, layout=cfg.disk_layout,
+                           policy=policy, sampler=sampler, counts=counts, cache_dir=cfg.cache_dir,
+                           train_nodes=(split or dataset.split).get("train") if dataset.task == "node" else None,
+                           batches_held=(cfg.prefetch if cfg.prefetch is not None else 1) + 3)
+    own = dataset.features
+    if own is not None and (own.dim != store.dim or own.dtype != store.dtype):
+        store.close()
+        raise ConfigError(f"--feature-file {cfg.feature_file} holds {store.dim}-d {store.dtype} rows but "
+                          f"{dataset.name}'s features are {own.dim}-d {own.dtype}; write the file from this "
+                          "dataset's features (gnnsys.storage.write_feature_file)")
+    return replace(dataset, features=store)
+# --- end out-of-core features
 
 
 def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
@@ -151,6 +182,8 @@ def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]
     out = hist.to_dict()
     if cfg.features != "memory" and dataset.features is not None:
         out["feature_store"] = dataset.features.stats()
+        if cfg.features == "disk":
+            dataset.features.close()
     return out, _capture(cfg, model, dataset, split)
 
 

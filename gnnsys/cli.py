@@ -10,7 +10,9 @@ from dataclasses import fields
 
 from gnnsys.config import (
     CACHE_POLICIES,
+    DISK_LAYOUTS,
     DIST_BACKENDS,
+    EVAL_MODES,
     FEATURE_KINDS,
     INITS,
     PARALLEL_SCHEMES,
@@ -65,12 +67,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
       help="weight of an edge never seen in pre-sampling: clip (the original's 1e4) or once (counted once)")
     a("--num-workers", type=int, default=None, help="DataLoader worker processes for subgraph sampling")
     a("--features", choices=FEATURE_KINDS, default=None,
-      help="where node features are read from: memory (default) or tiered (a cache tier in front of the host tier)")
+      help="where node features are read from: memory (default), tiered (a cache tier in front of the host tier) "
+           "or disk (a feature file, under --memory-budget)")
     a("--cache-fraction", type=float, default=None, help="tiered: share of the rows the cache tier holds (default 0.1)")
     a("--cache-policy", choices=CACHE_POLICIES, default=None,
       help="tiered: what the cache keeps (default planned: Belady inside a window of batches sampled ahead)")
     a("--cache-device", default=None, help="tiered: cpu or cuda[:i] (default: the compute device)")
     a("--cache-window", type=int, default=None, help="tiered, planned policy: batches seen ahead")
+    # --- out-of-core features (--features disk)
+    a("--feature-file", default=None, help="disk: the .npy feature file, one row per node (may be read-only; "
+      "write one from your own matrix with gnnsys.storage.write_feature_file)")
+    a("--memory-budget", default=None, help="disk: feature memory (cache tier + read buffers), e.g. 2GB")
+    a("--disk-layout", choices=DISK_LAYOUTS, default=None,
+      help="disk: packed (DiskGNN: each batch's cold rows in one packed file per epoch; default) or rows")
+    a("--cache-dir", default=None, help="disk: folder for packed files (default $GNNSYS_CACHE)")
+    a("--eval", dest="eval_mode", choices=EVAL_MODES, default=None,
+      help="evaluation: layerwise (in chunks, layer by layer; default with --features disk) or full")
+    # --- end out-of-core features
     a("--prefetch", type=int, default=None,
       help="batches the loading pipeline prepares ahead in a worker thread (0: off; default: on for "
            "GraphSAINT sampling and for features off the compute device)")
@@ -240,6 +253,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                           description=bench_cache.__doc__.split("\n\n")[0])
     bench_cache.add_arguments(c)
     c.set_defaults(func=bench_cache.main)
+    from gnnsys.experiments import bench_disk
+
+    d = suites.add_parser("disk", help="out-of-core training: memmap vs row layout vs packed layout vs in memory",
+                          description=bench_disk.__doc__.split("\n\n")[0])
+    bench_disk.add_arguments(d)
+    d.set_defaults(func=lambda a: (bench_disk.main(a), 0)[1])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -316,6 +316,9 @@ class LoadingPipeline:
         return map(self.prepare, batches)                           # operators, features, device
 
     def __iter__(self) -> Iterator[MiniBatch]:
+        begin = getattr(self.fetch.features, "begin_epoch", None)
+        if begin is not None:  # an out-of-core store plans the epoch (packed layout) before it starts
+            begin(self.source)
         batches = self._stages() if self.prefetch <= 0 else _prefetched(self._stages, self.prefetch)
         if self.device.type != "cuda":
             return batches

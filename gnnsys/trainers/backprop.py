@@ -76,10 +76,15 @@ def feature_traffic(store: object, before: dict[str, dict[str, float]] | None) -
     out: dict[str, dict[str, float]] = {}
     for tier, cur in now.items():
         prev = before.get(tier, {})
-        out[tier] = {k: cur[k] - prev.get(k, 0) for k in ("rows", "bytes") if k in cur}
+        if "rows" in cur:
+            out[tier] = {k: cur[k] - prev.get(k, 0) for k in ("rows", "bytes", "read_bytes", "needed_bytes")
+                         if k in cur}
     if "cache" in out:
         total = sum(v.get("rows", 0) for v in out.values())
         out["cache"]["hit_rate"] = out["cache"].get("rows", 0) / total if total else 0.0
+    disk = out.get("disk", {})
+    if disk.get("needed_bytes"):  # out-of-core store: read amplification of the epoch
+        disk["amplification"] = disk["read_bytes"] / disk["needed_bytes"]
     return out
 
 
@@ -93,6 +98,9 @@ def traffic_postfix(moved: dict[str, dict[str, float]] | None) -> dict[str, str]
     for tier, v in moved.items():
         if tier != "cache" and "bytes" in v:
             out[f"{tier}_MB"] = f"{v['bytes'] / 2**20:.0f}"
+    if "read_bytes" in moved.get("disk", {}):  # out-of-core: what the disk really delivered
+        out["read_MB"] = f"{moved['disk']['read_bytes'] / 2**20:.1f}"
+        out["amp"] = f"{moved['disk'].get('amplification', 0.0):.2f}"
     return out
 
 
@@ -121,13 +129,14 @@ class BackpropTrainer:
         task = dataset.task
         ogb = dataset.meta.get("ogb_name")
         if task == "node":
-            out = model(self._full(dataset)).cpu()
+            out = self._layerwise(model, dataset) if self._eval_layerwise(dataset) else model(self._full(dataset)).cpu()
             res = {k: accuracy(out[split[k]], dataset.labels[split[k]]) for k in keys if k in split}
             if "valid" in split:
                 res["valid_loss"] = float(F.cross_entropy(out[split["valid"]], dataset.labels[split["valid"]]))
             return res
         if task == "link":
-            h = model.embed(self._full(dataset))
+            h = (self._layerwise(model, dataset, head=False).to(self.device) if self._eval_layerwise(dataset)
+                 else model.embed(self._full(dataset)))
             res = {}
             for k in keys:
                 if k not in split:
@@ -149,6 +158,19 @@ class BackpropTrainer:
             if k == "valid":
                 res["valid_loss"] = float(graph_loss(pred, y, dataset.target_type))
         return res
+
+    def _eval_layerwise(self, dataset: Dataset) -> bool:
+        """``--eval layerwise``, or no ``--eval`` and the features on disk."""
+        from gnnsys.inference import on_disk
+
+        mode = getattr(self.config, "eval_mode", None)
+        return mode == "layerwise" or (mode is None and on_disk(dataset.features))
+
+    def _layerwise(self, model: GNNStack, dataset: Dataset, head: bool = True) -> torch.Tensor:
+        from gnnsys.inference import layerwise_forward
+
+        return layerwise_forward(model, dataset, head=head, device=self.device,
+                                 cache_dir=getattr(self.config, "cache_dir", None))
 
     def _full(self, dataset: Dataset) -> MiniBatch:
         cached = getattr(self, "_full_cache", None)
