@@ -42,6 +42,8 @@ MODULE_BENCHES: dict[str, tuple[str, str, str]] = {
               "cache policies: hit rate vs capacity against Belady and the best static set"),
     "gnnpipe": ("gnnsys.experiments.gnnpipe", "run",
                 "GNNPipe vs graph parallelism vs single process: volume, time, bubble, accuracy"),
+    "disk": ("gnnsys.experiments.bench_disk", "main",
+             "out-of-core training: memmap vs row layout vs packed layout vs in memory"),
 }
 
 #: Metrics shown in percent (the others, e.g. RMSE, as they are).

@@ -7,8 +7,7 @@ import os
 import random
 import statistics
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +18,9 @@ from gnnsys.datasets import load_dataset
 from gnnsys.errors import ConfigError
 from gnnsys.models import build_model
 from gnnsys.models.stack import GNNStack
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gnnsys.checkpoint import TrainerCheckpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -66,8 +68,11 @@ def node_split(dataset: Dataset, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return random_node_split(dataset.num_nodes, cfg.seed)
 
 
-def make_loader(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]):
-    """The training mini-batch source named by ``cfg.sampler`` (``None``: the trainer's default)."""
+def make_loader(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+                statistics: dict[str, Any] | None = None):
+    """The training mini-batch source named by ``cfg.sampler`` (``None``: the trainer's default);
+    ``statistics``: GraphSAINT normalization statistics to use instead of pre-sampling (a
+    checkpoint's)."""
     if cfg.sampler == "full":
         return None
     if dataset.task == "graph":
@@ -76,7 +81,7 @@ def make_loader(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tenso
 
     if dataset.task == "node" and split is not dataset.split:
         dataset = _with_split(dataset, split)
-    sampler = make_saint_loader(dataset, cfg, device=cfg.device)
+    sampler = make_saint_loader(dataset, cfg, device=cfg.device, statistics=statistics)
     # Worker processes go through a DataLoader that still advances the stream every epoch.
     return sampler.dataloader(cfg.num_workers) if cfg.num_workers > 0 else sampler
 
@@ -93,6 +98,8 @@ def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torc
     own (``"memory"``) or a ``TieredFeatureStore`` whose cache tier holds ``cfg.cache_fraction``
     of the rows on ``cfg.cache_device``, placed by ``cfg.cache_policy`` from the graph, the
     training nodes and, with a GraphSAINT ``sampler``, its pre-sampling counts ``C_v``."""
+    if cfg.features == "disk":
+        return _with_disk_features(dataset, cfg, split, sampler)
     if cfg.features == "memory" or dataset.features is None:
         return dataset
     from dataclasses import replace
@@ -117,28 +124,94 @@ def with_feature_store(dataset: Dataset, cfg: TrainConfig, split: dict[str, torc
     return replace(dataset, features=store)
 
 
-def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> dict[str, Any]:
+# --- out-of-core features (--features disk)
+def _with_disk_features(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor] | None,
+                        sampler: Any) -> Dataset:
+    """``dataset`` reading its features from ``cfg.feature_file`` through an ``OutOfCoreStore``
+    (cache tier + read buffers within ``cfg.memory_budget``; the cache placed by a static policy:
+    GraphSAINT's ``C_v`` by default). The file must have one row per node; its dtype and width
+    must match the dataset's own features where it has them."""
+    from dataclasses import replace
+
+    from gnnsys.storage.out_of_core import OutOfCoreStore
+
+    sampler = getattr(sampler, "sampler", sampler)
+    stats = getattr(sampler, "stats", None)
+    counts = None if stats is None else stats.node_count.cpu()
+    policy = cfg.cache_policy or ("static-saint" if counts is not None else "static-degree")
+    store = OutOfCoreStore(cfg.feature_file, cfg.memory_budget, graph=dataset.graph, layout=cfg.disk_layout,
+                           policy=policy, sampler=sampler, counts=counts, cache_dir=cfg.cache_dir,
+                           train_nodes=(split or dataset.split).get("train") if dataset.task == "node" else None,
+                           batches_held=(cfg.prefetch if cfg.prefetch is not None else 1) + 3)
+    own = dataset.features
+    if own is not None and (own.dim != store.dim or own.dtype != store.dtype):
+        store.close()
+        raise ConfigError(f"--feature-file {cfg.feature_file} holds {store.dim}-d {store.dtype} rows but "
+                          f"{dataset.name}'s features are {own.dim}-d {own.dtype}; write the file from this "
+                          "dataset's features (gnnsys.storage.write_feature_file)")
+    return replace(dataset, features=store)
+# --- end out-of-core features
+
+
+def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+              checkpoint: TrainerCheckpoint | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One training run on ``split``: its record and, with ``cfg.save_model``, the trained
+    model (``gnnsys.saved_model.capture``)."""
+    from gnnsys.checkpoint import find_saint_statistics
+
     seed_everything(cfg.seed)
+    stats = find_saint_statistics(checkpoint.state) if checkpoint is not None else None
     if cfg.trainer == "forward":
         from gnnsys.trainers.forward import ForwardTrainer
 
         dataset = _with_split(dataset, split) if split is not dataset.split else dataset
-        return ForwardTrainer(cfg).run(with_feature_store(dataset, cfg, split))
+        trainer = ForwardTrainer(cfg)
+        out = trainer.run(with_feature_store(dataset, cfg, split), checkpoint=checkpoint, statistics=stats)
+        return out, _capture(cfg, trainer.impl, dataset, split)
     if cfg.trainer == "pipe":
         from gnnsys.pipeline import run_pipe
 
-        return run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split)
+        return run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split), None
     from gnnsys.trainers.backprop import BackpropTrainer
 
     model = model_for(dataset, cfg)
     initialize(model, dataset, cfg)
-    loader = make_loader(dataset, cfg, split)
+    loader = make_loader(dataset, cfg, split, stats)
     dataset = with_feature_store(dataset, cfg, split, loader)
-    hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split)
+    hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split, checkpoint=checkpoint)
     out = hist.to_dict()
     if cfg.features != "memory" and dataset.features is not None:
         out["feature_store"] = dataset.features.stats()
-    return out
+        if cfg.features == "disk":
+            dataset.features.close()
+    return out, _capture(cfg, model, dataset, split)
+
+
+def _capture(cfg: TrainConfig, model: Any, dataset: Dataset, split: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """The trained model's entry for a saved-model file (``None`` unless the run saves one or
+    checkpoints: a CV checkpoint keeps the finished folds' models for a later --save-model)."""
+    if not (cfg.save_model or cfg.checkpoint_dir):
+        return None
+    from gnnsys.saved_model import capture
+
+    return capture(model)
+
+
+def run_splits(dataset: Dataset, cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
+    """The split of each training a run does: one (a node split from ``cfg``, or the
+    dataset's), or for TU graph datasets (no split of their own) one per stratified CV fold,
+    each fold holding out a tenth of its training graphs for model selection."""
+    if dataset.task == "graph" and "train" not in dataset.split:
+        from gnnsys.datasets.splits import stratified_kfold
+
+        splits = []
+        for fold, (tr, te) in enumerate(stratified_kfold(dataset.labels, cfg.folds, cfg.seed)):
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + fold)
+            perm = tr[torch.randperm(tr.numel(), generator=g)]
+            nval = max(1, tr.numel() // 10)
+            splits.append({"train": perm[nval:], "valid": perm[:nval], "test": te})
+        return splits
+    return [node_split(dataset, cfg) if dataset.task == "node" else dataset.split]
 
 
 def train(config: TrainConfig | None = None, data: Dataset | None = None, **overrides: Any) -> dict[str, Any]:
@@ -148,34 +221,48 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
     ``data`` trains on an already-built ``Dataset`` instead of loading ``config.dataset``.
     TU graph datasets (no split of their own) run stratified k-fold cross-validation, each
     fold holding out a tenth of its training graphs for model selection.
+
+    Before any data is loaded, every path the run will write (``out``, ``save_model``,
+    ``checkpoint_dir``, a new ``saint_norm_cache``) is checked (``gnnsys.paths``). With
+    ``checkpoint_dir`` the run writes checkpoints and, with ``resume``, continues from them
+    (``gnnsys.checkpoint``); ``save_model`` writes the trained model (``gnnsys.saved_model``).
     """
+    from gnnsys import checkpoint as ckpt_mod
+    from gnnsys.paths import check_run_outputs
+
     cfg = TrainConfig(**overrides) if config is None else config
     if config is not None and overrides:
         from dataclasses import replace
 
         cfg = replace(config, **overrides)
     cfg.validate()
+    check_run_outputs(cfg)
     t0 = time.perf_counter()
     dataset = data if data is not None else load_dataset(cfg.dataset, root=cfg.data_root)
     cfg = cfg.resolved(dataset.name, dataset.task)
     cfg.validate()
-    runs: list[dict[str, Any]] = []
-    if dataset.task == "graph" and "train" not in dataset.split:
-        from gnnsys.datasets.splits import stratified_kfold
+    from gnnsys.saved_model import check_saveable
 
-        for fold, (tr, te) in enumerate(stratified_kfold(dataset.labels, cfg.folds, cfg.seed)):
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + fold)
-            perm = tr[torch.randperm(tr.numel(), generator=g)]
-            nval = max(1, tr.numel() // 10)
-            split = {"train": perm[nval:], "valid": perm[:nval], "test": te}
-            res = _run_once(dataset, cfg, split)
-            res["fold"] = fold
-            runs.append(res)
-            if not cfg.quiet:
-                print(f"fold {fold + 1}/{cfg.folds}: val {res['val']:.4f} test {res['test']:.4f}", flush=True)
-    else:
-        split = node_split(dataset, cfg) if dataset.task == "node" else dataset.split
-        runs.append(_run_once(dataset, cfg, split))
+    check_saveable(cfg, dataset)
+    ckpt = ckpt_mod.for_run(cfg, dataset.signature())
+    runs: list[dict[str, Any]] = []
+    models: list[dict[str, Any] | None] = []
+    splits = run_splits(dataset, cfg)
+    cv = dataset.task == "graph" and "train" not in dataset.split
+    for fold, split in enumerate(splits):
+        done = ckpt.completed_fold(fold) if ckpt is not None else None
+        if done is not None:  # finished before the checkpoint the run resumed from
+            res, model = dict(done["record"]), done["model"]
+        else:
+            res, model = _run_once(dataset, cfg, split, ckpt.trainer(fold) if ckpt is not None else None)
+            if cv:
+                res["fold"] = fold
+            if ckpt is not None:
+                ckpt.fold_done(fold, res, model)
+        runs.append(res)
+        models.append(model)
+        if cv and not cfg.quiet:
+            print(f"fold {fold + 1}/{cfg.folds}: val {res['val']:.4f} test {res['test']:.4f}", flush=True)
     tests = [r["test"] for r in runs]
     vals = [r["val"] for r in runs]
     result: dict[str, Any] = {
@@ -199,9 +286,15 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
         "config": cfg.to_dict(),
         "runs": runs,
     }
-    if cfg.out and int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun only rank 0 writes
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(result, indent=2, default=float))
+    primary = int(os.environ.get("RANK", "0") or 0) == 0  # under torchrun only rank 0 writes
+    if cfg.save_model and primary:
+        from gnnsys.saved_model import save_model
+
+        result["saved_model"] = str(save_model(cfg.save_model, models, cfg, dataset, result))
+    if cfg.out and primary:
+        from gnnsys.paths import atomic_write_bytes
+
+        atomic_write_bytes(cfg.out, json.dumps(result, indent=2, default=float).encode(), "--out")
     return result
 
 
@@ -211,3 +304,54 @@ def summary_line(result: dict[str, Any]) -> str:
     return (f"{result['dataset']} ({result['task']}, {result['trainer']}, {result['layer']} x{result['layers']}): "
             f"{result['metric']} val {result['val']:.4f} test {result['test']:.4f}{std} "
             f"[{result['epochs']} epochs, {result['seconds']:.1f}s]")
+
+
+# ------------------------------------------------------------------ saved models (--save-model)
+def load_model(path: str | os.PathLike) -> Any:
+    """A model file written by ``train(save_model=PATH)`` (``gnnsys.saved_model.SavedModel``)."""
+    from gnnsys.saved_model import SavedModel
+
+    return SavedModel.load(path)
+
+
+def _model_dataset(model: Any, dataset: str | None, data: Dataset | None, data_root: str | None) -> Dataset:
+    if data is not None:
+        return data
+    return load_dataset(dataset or model.signature["name"], root=data_root or model.config.data_root)
+
+
+def evaluate(model: str | os.PathLike, dataset: str | None = None, data: Dataset | None = None,
+             out: str | os.PathLike | None = None, data_root: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Validation and test scores of a saved model on ``dataset`` (a name; default: the one it
+    was trained on) or ``data`` (a ``Dataset``), on the split training used: the ``val`` /
+    ``test`` that ``train`` reported, recomputed. ``out``: also write them as JSON."""
+    from gnnsys.paths import atomic_write_bytes, check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
+    saved = load_model(model)
+    ds = _model_dataset(saved, dataset, data, data_root)
+    result = saved.evaluate(ds, device=device)
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(result, indent=2, default=float).encode(), "--out")
+    return result
+
+
+def predict(model: str | os.PathLike, dataset: str | None = None, data: Dataset | None = None,
+            out: str | os.PathLike | None = None, pairs: str | os.PathLike | torch.Tensor | None = None,
+            fold: int | None = None, data_root: str | None = None, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Predictions of a saved model on ``dataset`` / ``data`` (``gnnsys.predict``: node classes
+    and probabilities, link scores for ``pairs`` (a ``[2, P]`` tensor or a .csv/.npy file),
+    graph predictions); ``out`` (.csv or .npy): also write them there."""
+    from gnnsys.predict import check_prediction_path, read_pairs, write_predictions
+
+    if out is not None:
+        check_prediction_path(out)
+    saved = load_model(model)
+    ds = _model_dataset(saved, dataset, data, data_root)
+    if pairs is not None and not isinstance(pairs, torch.Tensor):
+        pairs = read_pairs(pairs, ds.num_nodes)
+    cols = saved.predict(ds, pairs=pairs, fold=fold, device=device)
+    if out is not None:
+        write_predictions(out, cols)
+    return cols

@@ -10,7 +10,9 @@ from dataclasses import fields
 
 from gnnsys.config import (
     CACHE_POLICIES,
+    DISK_LAYOUTS,
     DIST_BACKENDS,
+    EVAL_MODES,
     FEATURE_KINDS,
     INITS,
     PARALLEL_SCHEMES,
@@ -106,12 +108,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
            "clip (the paper-exact option: the original GraphSAINT's clipped weight 1e4)")
     a("--num-workers", type=int, default=None, help="DataLoader worker processes for subgraph sampling")
     a("--features", choices=FEATURE_KINDS, default=None,
-      help="where node features are read from: memory (default) or tiered (a cache tier in front of the host tier)")
+      help="where node features are read from: memory (default), tiered (a cache tier in front of the host tier) "
+           "or disk (a feature file, under --memory-budget)")
     a("--cache-fraction", type=float, default=None, help="tiered: share of the rows the cache tier holds (default 0.1)")
     a("--cache-policy", choices=CACHE_POLICIES, default=None,
       help="tiered: what the cache keeps (default planned: Belady inside a window of batches sampled ahead)")
     a("--cache-device", default=None, help="tiered: cpu or cuda[:i] (default: the compute device)")
     a("--cache-window", type=int, default=None, help="tiered, planned policy: batches seen ahead")
+    # --- out-of-core features (--features disk)
+    a("--feature-file", default=None, help="disk: the .npy feature file, one row per node (may be read-only; "
+      "write one from your own matrix with gnnsys.storage.write_feature_file)")
+    a("--memory-budget", default=None, help="disk: feature memory (cache tier + read buffers), e.g. 2GB")
+    a("--disk-layout", choices=DISK_LAYOUTS, default=None,
+      help="disk: packed (DiskGNN: each batch's cold rows in one packed file per epoch; default) or rows")
+    a("--cache-dir", default=None, help="disk: folder for packed files (default $GNNSYS_CACHE)")
+    a("--eval", dest="eval_mode", choices=EVAL_MODES, default=None,
+      help="evaluation: layerwise (in chunks, layer by layer; default with --features disk) or full")
+    # --- end out-of-core features
     a("--prefetch", type=int, default=None,
       help="batches the loading pipeline prepares ahead in a worker thread (0: off; default: on for "
            "GraphSAINT sampling and for features off the compute device)")
@@ -141,9 +154,65 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dist-timeout", type=float, default=None,
                    help="seconds to wait for a peer before failing with its rank named (default 60)")
     g.add_argument("--threads-per-rank", type=int, default=None, help="torch threads per rank")
+    _add_run_options(p)
     a("--out", default=None, help="write results JSON here")
     a("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+
+# ---- checkpoints, resume, saved models (issue 17 items 1-2): train options and evaluate/predict
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """``train``'s checkpoint and saved-model options."""
+    g = p.add_argument_group("checkpoints and saved models")
+    g.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="write checkpoints here (every --checkpoint-every epochs and at the end)")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="epochs between checkpoints (1)")
+    g.add_argument("--resume", nargs="?", const="latest", default=None, choices=("latest", "auto"),
+                   help="continue from the newest checkpoint in --checkpoint-dir (it must exist); "
+                        "--resume auto: continue if there is one, else start fresh")
+    g.add_argument("--save-model", default=None, metavar="PATH",
+                   help="write the trained model (and what rebuilds it) here, for gnnsys evaluate / predict")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gnnsys.api import evaluate
+
+    res = evaluate(args.model, dataset=args.dataset, out=args.out, data_root=args.data_root, device=args.device)
+    folds = f" (mean of {len(res['runs'])} folds)" if len(res["runs"]) > 1 else ""
+    print(f"{res['dataset']} ({res['task']}): {res['metric']} val {res['val']:.4f} test {res['test']:.4f}{folds}",
+          flush=True)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from gnnsys.api import predict
+
+    cols = predict(args.model, dataset=args.dataset, out=args.out, pairs=args.pairs, fold=args.fold,
+                   data_root=args.data_root, device=args.device)
+    rows = len(next(iter(cols.values())))
+    print(f"wrote {rows} predictions ({', '.join(cols)}) to {args.out}", flush=True)
+    return 0
+
+
+def _add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """``gnnsys evaluate`` and ``gnnsys predict`` (saved models from ``train --save-model``)."""
+    e = sub.add_parser("evaluate", help="validation and test scores of a saved model (train --save-model)")
+    pr = sub.add_parser("predict", help="predictions of a saved model, as .csv or .npy")
+    for q in (e, pr):
+        q.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save-model")
+        q.add_argument("--dataset", default=None, help="dataset name (default: the one the model was trained on)")
+        q.add_argument("--data-root", default=None, help="data folder (default: $GNNSYS_DATA)")
+        q.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    e.add_argument("--out", default=None, metavar="FILE.json", help="write the scores (val, test, per fold) as JSON")
+    e.set_defaults(func=_cmd_evaluate)
+    pr.add_argument("--out", required=True, metavar="FILE",
+                    help="FILE.csv or FILE.npy: node classes and probabilities, link scores, graph predictions")
+    pr.add_argument("--pairs", default=None, metavar="FILE",
+                    help="link models: node pairs to score (.csv or .npy, two columns of node ids)")
+    pr.add_argument("--fold", type=int, default=None,
+                    help="cross-validated models: predict with this fold's model (default: average the folds)")
+    pr.set_defaults(func=_cmd_predict)
+# ---- end of checkpoint / saved-model commands
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -245,6 +314,7 @@ def build_parser(bench_modules: bool = True) -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_datasets)
     la = sub.add_parser("layers", help="list registered layer names")
     la.set_defaults(func=_cmd_layers)
+    _add_model_commands(sub)
     _add_diagnose(sub)
     _add_bench(sub, load=bench_modules)
     return parser

@@ -22,7 +22,12 @@ SAINT_UNSEEN_EDGES = ("clip", "once")
 #: it removes the loss spikes (up to 96) of saint-edge on ogbl-ddi; ``clip`` is the paper-exact option.
 DEFAULT_SAINT_UNSEEN_EDGES = "once"
 #: Where training reads node features from (``gnnsys.storage.build_feature_store``).
-FEATURE_KINDS = ("memory", "tiered")
+FEATURE_KINDS = ("memory", "tiered", "disk")
+#: Layouts of the disk tier (``--features disk``): DiskGNN's packed file per epoch, or the plain rows.
+DISK_LAYOUTS = ("packed", "rows")
+#: Evaluation: ``layerwise`` (layer by layer over all nodes, in chunks; the default when features
+#: are on disk) or ``full`` (one full-graph batch, every feature row in memory).
+EVAL_MODES = ("layerwise", "full")
 #: Cache policies of the tiered store that training can use (``gnnsys.storage.CACHE_POLICIES``; the
 #: oracles ``belady`` and ``best-static`` need the whole trace and serve the cache benchmark only).
 CACHE_POLICIES = ("static-degree", "static-pagerank", "static-saint", "lru", "s3fifo", "hybrid", "planned")
@@ -33,6 +38,9 @@ PARALLEL_SCHEMES = ("layer", "graph")
 #: How a pipeline stage learns: end-to-end backprop, or ForwardGNN's SF local loss per layer.
 PIPE_TRAIN_MODES = ("backprop", "sf")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
+#: ``--resume``: continue from the newest usable checkpoint (which must exist), or continue when
+#: there is one and start fresh (saying so) when the directory holds none.
+RESUME_MODES = ("latest", "auto")
 
 
 def default_vn_edges(variant: str) -> str:
@@ -124,6 +132,15 @@ class TrainConfig:
     cache_policy: str | None = None
     cache_device: str | None = None
     cache_window: int | None = None
+    # --- out-of-core features (--features disk): a .npy feature file read by the store's own
+    # I/O, feature memory (cache tier + read buffers) within memory_budget ("2GB"); packed
+    # files go to cache_dir (None: $GNNSYS_CACHE); eval_mode None: layerwise when on disk
+    feature_file: str | None = None
+    memory_budget: str | None = None
+    disk_layout: str = "packed"
+    cache_dir: str | None = None
+    eval_mode: str | None = None
+    # --- end out-of-core features
     # ForwardGNN
     forward_variant: str | None = None
     forward_tau: float | None = None
@@ -150,6 +167,14 @@ class TrainConfig:
     # (``--layer-arg NAME=VALUE``; merged over ``extra["layer_kwargs"]``, which they win over)
     layer_args: dict[str, Any] = field(default_factory=dict)
     # ---- end layer arguments
+    # checkpoints (``gnnsys.checkpoint``): written to checkpoint_dir every checkpoint_every
+    # epochs and at the end; resume: None (start fresh), "latest" (continue from the newest
+    # usable checkpoint, which must exist) or "auto" (continue if there is one, else start fresh)
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
+    resume: str | None = None
+    # the trained model and what rebuilds it (``gnnsys.saved_model``)
+    save_model: str | None = None
     # output
     out: str | None = None
     quiet: bool = False
@@ -201,6 +226,7 @@ class TrainConfig:
             raise ConfigError(f"--cache-window must be >= 1 batch, got {self.cache_window}")
         if self.features == "memory" and (self.cache_policy or self.cache_device or self.cache_window):
             raise ConfigError("--cache-policy, --cache-device and --cache-window need --features tiered")
+        self._validate_disk()
         if self.prefetch is not None and self.prefetch < 0:
             raise ConfigError(f"--prefetch must be >= 0 batches (0 turns it off), got {self.prefetch}")
         self._validate_pipe()
@@ -208,6 +234,51 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"--grad-clip must be > 0 (a maximum gradient norm), got {self.grad_clip}; "
                               "leave it out for no clipping")
+        self._validate_run()
+
+    def _validate_run(self) -> None:
+        """Checkpoint, resume and saved-model options (``--checkpoint-dir``, ``--resume``,
+        ``--save-model``)."""
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"--checkpoint-every must be a whole number of epochs >= 1, got {every!r}")
+        if self.resume is not None and self.resume not in RESUME_MODES:
+            raise ConfigError(f"--resume takes no value or one of {RESUME_MODES}, not {self.resume!r}")
+        if self.resume is not None and not self.checkpoint_dir:
+            raise ConfigError("--resume continues from the checkpoints in --checkpoint-dir DIR; add --checkpoint-dir")
+        if self.trainer == "pipe" and (self.checkpoint_dir or self.save_model):
+            flag = "--checkpoint-dir" if self.checkpoint_dir else "--save-model"
+            raise ConfigError(
+                f"{flag} does not work with --trainer pipe yet: each pipeline rank holds its own layers, optimizer "
+                "and historical embeddings, and a consistent cut across ranks needs a coordinated write that is not "
+                "built; train with --trainer backprop to checkpoint or save the model")
+
+    def _validate_disk(self) -> None:
+        """The out-of-core fields (``--features disk``)."""
+        if self.eval_mode is not None and self.eval_mode not in EVAL_MODES:
+            raise ConfigError(f"--eval must be one of {EVAL_MODES}, not {self.eval_mode!r}")
+        if self.features != "disk":
+            given = [k for k, v in (("feature-file", self.feature_file), ("memory-budget", self.memory_budget),
+                                    ("cache-dir", self.cache_dir)) if v is not None]
+            if self.disk_layout != "packed":
+                given.append("disk-layout")
+            if given:
+                raise ConfigError(f"--{given[0]} needs --features disk (features read from a file on disk)")
+            return
+        if not self.feature_file or not self.memory_budget:
+            raise ConfigError("--features disk needs --feature-file PATH.npy (one row per node) and --memory-budget "
+                              "SIZE (e.g. 2GB: cache tier + read buffers)")
+        if self.disk_layout not in DISK_LAYOUTS:
+            raise ConfigError(f"--disk-layout must be one of {DISK_LAYOUTS}, not {self.disk_layout!r}")
+        if self.sampler == "full":
+            raise ConfigError("--features disk trains on mini-batches whose rows fit the budget: pick a GraphSAINT "
+                              "--sampler (saint-rw, saint-node, ...); full-graph training reads every row every step")
+        if self.cache_device not in (None, "cpu") or self.cache_window is not None:
+            raise ConfigError("--features disk keeps its cache tier in host memory under --memory-budget; leave "
+                              "--cache-device and --cache-window out")
+        from gnnsys.storage.budget import parse_bytes
+
+        parse_bytes(self.memory_budget)
 
     # ---- option values (issue 17, item 8): every invalid value is a ConfigError naming the flag
     def _validate_values(self) -> None:

@@ -98,6 +98,13 @@ class Dataset:
                 "Check the split files or use --split random."
             )
 
+    def signature(self) -> dict[str, Any]:
+        """What a model trained on this dataset depends on: name, task, sizes, features,
+        classes, metric (checkpoints and saved models compare it)."""
+        return {"name": self.name, "task": self.task, "num_nodes": self.num_nodes, "num_edges": self.graph.num_edges,
+                "num_features": self.num_features, "num_classes": self.num_classes, "num_graphs": self.num_graphs,
+                "target_type": self.target_type, "metric": self.metric, "feature_kind": self.feature_kind}
+
     # ---- your own data in (issue 17, item 3); the converters live in gnnsys.datasets.loaders.pyg_loader
     @staticmethod
     def from_pyg(data_or_dataset: Any, name: str | None = None, task: str | None = None, **kw: Any) -> Dataset:

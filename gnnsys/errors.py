@@ -22,3 +22,15 @@ class GraphError(GnnsysError):
 
 class ConfigError(GnnsysError):
     """A configuration value is invalid (unknown layer, bad budget, ...)."""
+
+
+class OutputPathError(GnnsysError):
+    """A path the run will write (results, model, checkpoints) cannot be written."""
+
+
+class CheckpointError(GnnsysError):
+    """No usable checkpoint to resume from, or one written for another configuration."""
+
+
+class ModelFileError(GnnsysError):
+    """A saved-model file is not a gnnsys model, or does not fit the dataset or request."""

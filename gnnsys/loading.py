@@ -275,6 +275,19 @@ class LoadingPipeline:
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The source's state (``gnnsys.checkpoint.source_state``): the stages after sampling
+        hold none that changes what the next epoch yields."""
+        from gnnsys.checkpoint import source_state
+
+        return {"source": source_state(self.source)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put the source back where ``state_dict`` found it."""
+        from gnnsys.checkpoint import load_source_state
+
+        load_source_state(self.source, state.get("source"))
+
     # ---------------------------------------------------------------- stages
     def prepare(self, batch: MiniBatch) -> MiniBatch:
         """Operators, features, device: everything after sampling, for one batch."""
@@ -303,6 +316,9 @@ class LoadingPipeline:
         return map(self.prepare, batches)                           # operators, features, device
 
     def __iter__(self) -> Iterator[MiniBatch]:
+        begin = getattr(self.fetch.features, "begin_epoch", None)
+        if begin is not None:  # an out-of-core store plans the epoch (packed layout) before it starts
+            begin(self.source)
         batches = self._stages() if self.prefetch <= 0 else _prefetched(self._stages, self.prefetch)
         if self.device.type != "cuda":
             return batches

@@ -83,6 +83,13 @@ class FullGraphLoader:
     def __iter__(self) -> Iterator[MiniBatch]:
         yield self.batch
 
+    def state_dict(self) -> dict:
+        """Nothing changes between epochs (checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """See ``state_dict``."""
+
 
 class GraphBatchLoader:
     """Batches of whole graphs from a graph-task ``Dataset`` (PyG ``DataLoader`` semantics:
@@ -98,6 +105,14 @@ class GraphBatchLoader:
         self.graph_ids = torch.as_tensor(graph_ids, dtype=torch.long)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict:
+        """The shuffling generator's state (checkpoints)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the shuffling where ``state_dict`` left it."""
+        self.generator.set_state(state["generator"])
 
     def __len__(self) -> int:
         n = self.graph_ids.numel()
@@ -164,6 +179,14 @@ class LinkBatchLoader:
 
     def __len__(self) -> int:
         return -(-self.pos.size(1) // self.batch_size)
+
+    def state_dict(self) -> dict:
+        """The generator's state (pair shuffling and negatives; checkpoints)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the pair shuffling and negatives where ``state_dict`` left them."""
+        self.generator.set_state(state["generator"])
 
     def negatives(self, k: int) -> torch.Tensor:
         """``k`` random negative pairs ``[2, k]``."""

@@ -87,14 +87,20 @@ def build_saint_sampler(dataset: Dataset, config: TrainConfig, device: Any = "cp
     return SAINT_SAMPLERS[name](g, budget, train, **kw)
 
 
-def make_saint_loader(dataset: Dataset, config: TrainConfig, device: Any = "cpu") -> SaintSampler:
+def make_saint_loader(dataset: Dataset, config: TrainConfig, device: Any = "cpu",
+                      statistics: dict[str, Any] | None = None) -> SaintSampler:
     """Build the sampler named by ``config.sampler`` (``saint-node|saint-edge|saint-rw|saint-mrw``)
-    and its normalization: loaded from ``config.saint_norm_cache`` when that file exists and
-    matches, else pre-sampled with ``config.saint_coverage`` (and saved there when given).
+    and its normalization: ``statistics`` when given (``SaintStatistics.state()``, as a
+    checkpoint keeps them), else loaded from ``config.saint_norm_cache`` when that file exists
+    and matches, else pre-sampled with ``config.saint_coverage`` (and saved there when given).
 
     Iterating the result yields an epoch of ``SaintMiniBatch`` es (subgraphs: node ids, edges,
     weights; ``gnnsys.loading.LoadingPipeline`` adds features and operators); with
     ``config.num_workers > 0`` iterate ``sampler.dataloader(config.num_workers)`` instead."""
+    if statistics is not None:
+        sampler = build_saint_sampler(dataset, config, device)
+        sampler.set_statistics(SaintStatistics.from_state(statistics, sampler.signature(), sampler.device))
+        return sampler
     cache = Path(config.saint_norm_cache).expanduser() if config.saint_norm_cache else None
     if cache is not None and not cache.exists():  # fail before pre-sampling, not after it
         import os

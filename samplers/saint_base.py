@@ -326,6 +326,18 @@ class SaintSampler(IterableDataset):
             self._mean_train = max(self._expected_train_size(), 1e-9)
         return max(1, math.ceil(self.num_train / self._mean_train))
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is (``pos``) and the normalization statistics (checkpoints)."""
+        return {"pos": self._pos, "saint_stats": None if self.stats is None else self.stats.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream at ``state["pos"]``, with the statistics it was drawn with
+        (``ConfigError`` when they were computed for another sampler setup)."""
+        saved = state.get("saint_stats")
+        if saved is not None and (self.stats is None or not self.stats.same_counts(saved)):
+            self.set_statistics(SaintStatistics.from_state(saved, self.signature(), self.device))
+        self._pos = int(state["pos"])
+
     def set_epoch(self, epoch: int) -> None:
         """Point the stream at epoch ``epoch`` (use before a DataLoader epoch with workers)."""
         self._pos = epoch * len(self)
@@ -419,6 +431,14 @@ class SaintLoader:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's (checkpoints)."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """See ``SaintSampler.load_state_dict``."""
+        self.sampler.load_state_dict(state)
 
     def __iter__(self) -> Iterator[SaintMiniBatch]:
         from torch.utils.data import DataLoader

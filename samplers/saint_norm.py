@@ -140,15 +140,45 @@ class SaintStatistics:
         return torch.where(train_mask.to(c.device), val, torch.zeros_like(val)).float()
 
     # ------------------------------------------------------------------- files
+    def state(self) -> dict[str, Any]:
+        """The counts and ``meta`` as plain values and CPU tensors (``save``, checkpoints)."""
+        return {"version": STATS_VERSION, "node_count": self.node_count.cpu(), "edge_count": self.edge_count.cpu(),
+                "num_subgraphs": self.num_subgraphs, "train_nodes_sampled": self.train_nodes_sampled,
+                "meta": self.meta}
+
+    def same_counts(self, state: dict[str, Any]) -> bool:
+        """Whether ``state`` (from ``state()``) holds exactly these counts."""
+        return (int(state["num_subgraphs"]) == self.num_subgraphs
+                and torch.equal(state["node_count"], self.node_count.cpu())
+                and torch.equal(state["edge_count"], self.edge_count.cpu()))
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any], expect_meta: dict[str, Any] | None = None,
+                   device: torch.device | str = "cpu", source: str = "a checkpoint") -> SaintStatistics:
+        """The statistics ``state()`` described; ``expect_meta`` must match what they were
+        sampled with (sampler, budgets, graph size, seed), else ``ConfigError``."""
+        if not isinstance(d, dict) or d.get("version") != STATS_VERSION:
+            raise ConfigError(f"{source} holds no GraphSAINT statistics of version {STATS_VERSION}")
+        if expect_meta is not None:
+            diff = {k: (d["meta"].get(k), v) for k, v in expect_meta.items() if d["meta"].get(k) != v}
+            if diff:
+                raise ConfigError(
+                    f"GraphSAINT statistics in {source} were computed for a different setup "
+                    f"(saved vs now: {diff}); delete the file or pass another --saint-norm-cache"
+                )
+        s = cls(0, 0)
+        s.node_count = d["node_count"].to(device)
+        s.edge_count = d["edge_count"].to(device)
+        s.num_subgraphs = int(d["num_subgraphs"])
+        s.train_nodes_sampled = int(d["train_nodes_sampled"])
+        s.meta = dict(d["meta"])
+        return s
+
     def save(self, path: str | Path) -> None:
         """Write the counts and ``meta`` (what they were sampled with) to ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "version": STATS_VERSION, "node_count": self.node_count.cpu(),
-            "edge_count": self.edge_count.cpu(), "num_subgraphs": self.num_subgraphs,
-            "train_nodes_sampled": self.train_nodes_sampled, "meta": self.meta,
-        }, path)
+        torch.save(self.state(), path)
 
     @classmethod
     def load(cls, path: str | Path, expect_meta: dict[str, Any] | None = None,
@@ -165,17 +195,4 @@ class SaintStatistics:
             raise ConfigError(f"cannot read GraphSAINT statistics from {path}: {e}") from e
         if not isinstance(d, dict) or d.get("version") != STATS_VERSION:
             raise ConfigError(f"{path} is not a GraphSAINT statistics file of version {STATS_VERSION}")
-        if expect_meta is not None:
-            diff = {k: (d["meta"].get(k), v) for k, v in expect_meta.items() if d["meta"].get(k) != v}
-            if diff:
-                raise ConfigError(
-                    f"GraphSAINT statistics in {path} were computed for a different setup "
-                    f"(saved vs now: {diff}); delete the file or pass another --saint-norm-cache"
-                )
-        s = cls(0, 0)
-        s.node_count = d["node_count"].to(device)
-        s.edge_count = d["edge_count"].to(device)
-        s.num_subgraphs = int(d["num_subgraphs"])
-        s.train_nodes_sampled = int(d["train_nodes_sampled"])
-        s.meta = dict(d["meta"])
-        return s
+        return cls.from_state(d, expect_meta, device, source=str(path))

@@ -289,9 +289,13 @@ class TieredFeatureStore(FeatureStore):
         if ids.size == 0:
             return
         slots = np.arange(ids.size, dtype=np.int64) if slots is None else np.asarray(slots, np.int64)
-        rows = self.backing.read(torch.from_numpy(np.ascontiguousarray(ids)))
         self._set_slots(ids, slots)
-        self.cache_rows[torch.from_numpy(slots).to(self.cache_device)] = rows.to(self.cache_device)
+        order = np.argsort(ids, kind="stable")  # in id order (a disk tier reads the file front to back) and
+        ids, slots = ids[order], slots[order]  # in pieces: no second copy of the cache tier in memory
+        step = max(1, (64 << 20) // max(self._row_bytes, 1))
+        for a in range(0, ids.size, step):
+            rows = self.backing.read(torch.from_numpy(np.ascontiguousarray(ids[a:a + step])))
+            self.cache_rows[torch.from_numpy(slots[a:a + step]).to(self.cache_device)] = rows.to(self.cache_device)
         self._preload_rows += ids.size
 
     # --------------------------------------------------------------------------- plan

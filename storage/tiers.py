@@ -124,7 +124,7 @@ class DiskTier(BackingTier):
 def check_base(base: object) -> int:
     """Rows of ``base`` after checking it can back a tiered store (a CPU matrix of a supported
     dtype, an ``InMemoryFeatureStore`` of one, or a ``DiskFeatureStore``); nothing is copied."""
-    if isinstance(base, DiskFeatureStore):
+    if isinstance(base, DiskFeatureStore | BackingTier):
         return base.num_nodes
     if isinstance(base, InMemoryFeatureStore):
         x = base.x
@@ -146,7 +146,9 @@ def check_base(base: object) -> int:
 
 def backing_tier(base: object, pin: bool) -> BackingTier:
     """The backing tier of a checked ``base`` (``check_base``): ``DiskTier`` for a
-    ``DiskFeatureStore``, else ``HostTier`` (pinned when ``pin``)."""
+    ``DiskFeatureStore``, a ``BackingTier`` as it is, else ``HostTier`` (pinned when ``pin``)."""
+    if isinstance(base, BackingTier):
+        return base
     if isinstance(base, DiskFeatureStore):
         return DiskTier(base)
     return HostTier(base.x if isinstance(base, InMemoryFeatureStore) else base, pin)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint, load_source_state, source_state
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
 from gnnsys.loading import LoadingPipeline, full_batch, operator_norms
@@ -75,10 +76,15 @@ def feature_traffic(store: object, before: dict[str, dict[str, float]] | None) -
     out: dict[str, dict[str, float]] = {}
     for tier, cur in now.items():
         prev = before.get(tier, {})
-        out[tier] = {k: cur[k] - prev.get(k, 0) for k in ("rows", "bytes") if k in cur}
+        if "rows" in cur:
+            out[tier] = {k: cur[k] - prev.get(k, 0) for k in ("rows", "bytes", "read_bytes", "needed_bytes")
+                         if k in cur}
     if "cache" in out:
         total = sum(v.get("rows", 0) for v in out.values())
         out["cache"]["hit_rate"] = out["cache"].get("rows", 0) / total if total else 0.0
+    disk = out.get("disk", {})
+    if disk.get("needed_bytes"):  # out-of-core store: read amplification of the epoch
+        disk["amplification"] = disk["read_bytes"] / disk["needed_bytes"]
     return out
 
 
@@ -92,6 +98,9 @@ def traffic_postfix(moved: dict[str, dict[str, float]] | None) -> dict[str, str]
     for tier, v in moved.items():
         if tier != "cache" and "bytes" in v:
             out[f"{tier}_MB"] = f"{v['bytes'] / 2**20:.0f}"
+    if "read_bytes" in moved.get("disk", {}):  # out-of-core: what the disk really delivered
+        out["read_MB"] = f"{moved['disk']['read_bytes'] / 2**20:.1f}"
+        out["amp"] = f"{moved['disk'].get('amplification', 0.0):.2f}"
     return out
 
 
@@ -120,13 +129,14 @@ class BackpropTrainer:
         task = dataset.task
         ogb = dataset.meta.get("ogb_name")
         if task == "node":
-            out = model(self._full(dataset)).cpu()
+            out = self._layerwise(model, dataset) if self._eval_layerwise(dataset) else model(self._full(dataset)).cpu()
             res = {k: accuracy(out[split[k]], dataset.labels[split[k]]) for k in keys if k in split}
             if "valid" in split:
                 res["valid_loss"] = float(F.cross_entropy(out[split["valid"]], dataset.labels[split["valid"]]))
             return res
         if task == "link":
-            h = model.embed(self._full(dataset))
+            h = (self._layerwise(model, dataset, head=False).to(self.device) if self._eval_layerwise(dataset)
+                 else model.embed(self._full(dataset)))
             res = {}
             for k in keys:
                 if k not in split:
@@ -148,6 +158,19 @@ class BackpropTrainer:
             if k == "valid":
                 res["valid_loss"] = float(graph_loss(pred, y, dataset.target_type))
         return res
+
+    def _eval_layerwise(self, dataset: Dataset) -> bool:
+        """``--eval layerwise``, or no ``--eval`` and the features on disk."""
+        from gnnsys.inference import on_disk
+
+        mode = getattr(self.config, "eval_mode", None)
+        return mode == "layerwise" or (mode is None and on_disk(dataset.features))
+
+    def _layerwise(self, model: GNNStack, dataset: Dataset, head: bool = True) -> torch.Tensor:
+        from gnnsys.inference import layerwise_forward
+
+        return layerwise_forward(model, dataset, head=head, device=self.device,
+                                 cache_dir=getattr(self.config, "cache_dir", None))
 
     def _full(self, dataset: Dataset) -> MiniBatch:
         cached = getattr(self, "_full_cache", None)
@@ -189,8 +212,11 @@ class BackpropTrainer:
         return graph_loss(model(batch), batch.y, dataset.target_type)
 
     def fit(self, model: GNNStack, dataset: Dataset, loader: Iterable[MiniBatch] | None = None,
-            split: dict[str, torch.Tensor] | None = None) -> History:
-        """Train ``model`` on ``dataset``; returns the ``History`` (model ends at its best weights)."""
+            split: dict[str, torch.Tensor] | None = None, checkpoint: TrainerCheckpoint | None = None) -> History:
+        """Train ``model`` on ``dataset``; returns the ``History`` (model ends at its best weights).
+
+        ``checkpoint`` (``gnnsys.checkpoint``): continue from its state, if it has one, and
+        hand it this trainer's state at the end of every epoch."""
         c = self.config
         split = split or dataset.split
         model.to(self.device)
@@ -201,9 +227,28 @@ class BackpropTrainer:
         hist = History(metric=dataset.metric)
         sign = 1.0 if higher_is_better(dataset.metric) else -1.0
         best_score, best_state, since = (-math.inf, -math.inf), None, 0
+        start, finished = 1, False
+        if checkpoint is not None and checkpoint.state is not None:
+            st = checkpoint.state
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(st["scheduler"])
+            best_score, best_state, since = tuple(st["best_score"]), st["best_state"], int(st["since"])
+            hist = History.from_state(st["history"])
+            load_source_state(loader, st["loader"])
+            start, finished = int(st["epoch"]) + 1, bool(st["finished"])
+            checkpoint.restore_rng()
+
+        def state(epoch: int, done: bool) -> dict:
+            return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": None if sched is None else sched.state_dict(), "best_score": list(best_score),
+                    "best_state": best_state, "since": since, "history": hist.state(), "epoch": epoch,
+                    "finished": done, "loader": source_state(loader)}
+
         t0 = time.perf_counter()
-        bar = tqdm(range(1, c.epochs + 1), desc=f"{dataset.name}", disable=c.quiet, leave=False, mininterval=1.0,
-                   dynamic_ncols=True)
+        bar = tqdm(range(start, 1 if finished else c.epochs + 1), desc=f"{dataset.name}", disable=c.quiet, leave=False,
+                   mininterval=1.0, dynamic_ncols=True)
         for epoch in bar:
             model.train()
             total, nb = 0.0, 0
@@ -239,7 +284,11 @@ class BackpropTrainer:
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", val=f"{val:.4f}", test=f"{rec.get('test', 0):.4f}",
                                 **traffic_postfix(moved), refresh=False)
             hist.epochs.append(rec)
-            if c.patience is not None and since >= c.patience:
+            stop = c.patience is not None and since >= c.patience
+            if checkpoint is not None:
+                done = stop or epoch == c.epochs
+                checkpoint.epoch_done(lambda e=epoch, d=done: state(e, d), finished=done)
+            if stop:
                 break
         hist.seconds = time.perf_counter() - t0
         if best_state is not None:

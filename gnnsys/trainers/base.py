@@ -24,7 +24,21 @@ class History:
     def num_epochs(self) -> int:
         return len(self.epochs)
 
+    def state(self) -> dict[str, Any]:
+        """Everything but the seconds, as plain values (what a checkpoint keeps)."""
+        from gnnsys.checkpoint import plain
+
+        return plain({"metric": self.metric, "epochs": self.epochs, "best_epoch": self.best_epoch,
+                      "best_val": self.best_val, "test_at_best": self.test_at_best})
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> History:
+        """The ``History`` that ``state()`` described."""
+        return cls(metric=state["metric"], epochs=list(state["epochs"]), best_epoch=int(state["best_epoch"]),
+                   best_val=float(state["best_val"]), test_at_best=float(state["test_at_best"]))
+
     def to_dict(self) -> dict[str, Any]:
+        """The run record: metric, best epoch, ``val``/``test`` at it, epochs, seconds, history."""
         return {"metric": self.metric, "best_epoch": self.best_epoch, "val": self.best_val,
                 "test": self.test_at_best, "epochs": self.num_epochs, "seconds": self.seconds,
                 "history": self.epochs}

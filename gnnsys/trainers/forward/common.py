@@ -204,8 +204,18 @@ class EarlyStopping:
         return self.patience is not None and self.since >= self.patience
 
     def restore(self) -> None:
+        """Put the best weights back into the module."""
         if self.state is not None:
             self.module.load_state_dict(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Best score, its epoch, checks since, best weights (checkpoints)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "since": self.since, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from what ``state_dict`` recorded."""
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.since, self.state = int(state["since"]), state["state"]
 
     @property
     def best_score(self) -> float:

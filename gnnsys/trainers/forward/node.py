@@ -11,11 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint, load_source_state, plain, source_state
 from gnnsys.dataset import Dataset
 from gnnsys.metrics import accuracy
 from gnnsys.trainers.base import History
@@ -100,32 +103,106 @@ class GreedyNodeForward:
         return h
 
     # ------------------------------------------------------------------ training
-    def fit(self, loader: Iterable[MiniBatch] | None, quiet: bool = True) -> History:
-        """Train all layers greedily; returns the history (metric: accuracy)."""
+    def _start(self, full_batch: bool) -> None:
+        """Inputs of layer 0 on the evaluation (and, full-batch, training) views; no scores yet."""
+        self._cached_train: list[View] | None = self.train_views(self.full) if full_batch else None
+        self._eval_views = self.eval_views()
+        self._eval_in = [v.x0 for v in self._eval_views]
+        self._train_in = [v.x0 for v in self._cached_train] if self._cached_train is not None else None
+        self._prev = torch.zeros(self.n, self.k, device=self.device)
+
+    @torch.no_grad()
+    def _finish_layer(self, layer: ForwardLayer) -> None:
+        """A trained layer (at its best weights) joins the frozen stack: add its scores, and
+        make its outputs the next layer's inputs."""
+        layer.eval()
+        outs = [layer(x, v.batch) for x, v in zip(self._eval_in, self._eval_views)]
+        self._prev = self._prev + self.scores(outs, self._eval_views)
+        self._eval_in = [l2norm(o) for o in outs]
+        cached = self._cached_train
+        if self._train_in is not None and self.shares_positive_states:
+            self._train_in = [l2norm(layer(self._train_in[0], cached[0].batch))] * len(cached)
+        elif self._train_in is not None:
+            self._train_in = [l2norm(layer(x, v.batch)) for x, v in zip(self._train_in, cached)]
+
+    def _new_layer(self, i: int) -> ForwardLayer:
+        layer = make_layer(self.s, self.in_dim() if i == 0 else self.s.hidden, self.s.hidden).to(self.device)
+        self.layers.append(layer)
+        return layer
+
+    def load_layers(self, states: list[dict]) -> None:
+        """Rebuild trained layers from their weights (a checkpoint's or a saved model's) and
+        recompute what they hand on, as training left it; ``final_scores`` then holds the
+        class scores of the stack."""
+        if not hasattr(self, "_prev"):
+            self._start(True)
+        for st in states:
+            layer = self._new_layer(len(self.layers))
+            layer.load_state_dict(st)
+            self._finish_layer(layer)
+        self.final_scores = self._prev
+
+    def export(self) -> dict:
+        """The trained layers' weights (``restore`` rebuilds the model from them)."""
+        return {"layers": [layer.state_dict() for layer in self.layers]}
+
+    def restore(self, saved: dict) -> None:
+        """Rebuild the model from what ``export`` gave (``final_scores`` holds its scores)."""
+        self.load_layers(saved["layers"])
+
+    def node_scores(self) -> torch.Tensor:
+        """Class scores ``[N, K]`` of the trained stack (summed over layers)."""
+        return self.final_scores
+
+    def _state(self, hist: History, total_epochs: int, source: Any, layer: ForwardLayer, opt: torch.optim.Optimizer,
+               stop: EarlyStopping, best_rec: dict, epoch: int, done: bool) -> dict:
+        """What a checkpoint keeps at the end of an epoch of the last layer in ``self.layers``."""
+        return {"history": hist.state(), "total_epochs": total_epochs, "layer_stats": plain(self.layer_stats),
+                "done_layers": [la.state_dict() for la in self.layers[:-1]],
+                "current": {"layer": layer.state_dict(), "optimizer": opt.state_dict(), "stop": stop.state_dict(),
+                            "best_rec": plain(best_rec), "epoch": epoch, "done": done},
+                "loader": source_state(source)}
+
+    def fit(self, loader: Iterable[MiniBatch] | None, quiet: bool = True,
+            checkpoint: TrainerCheckpoint | None = None) -> History:
+        """Train all layers greedily; returns the history (metric: accuracy). ``checkpoint``:
+        resume from its state and hand it this trainer's state after every epoch."""
         s = self.s
         hist = History(metric="acc")
         t0 = time.perf_counter()
         full_batch = loader is None
+        source = loader
         loader = [self.full] if loader is None else loader
-        cached_train: list[View] | None = self.train_views(self.full) if full_batch else None
-        eval_views = self.eval_views()
-        eval_in = [v.x0 for v in eval_views]
-        train_in = [v.x0 for v in cached_train] if cached_train is not None else None
-        prev = torch.zeros(self.n, self.k, device=self.device)
+        self._start(full_batch)
         total_epochs = 0
         self.layer_stats: list[dict] = []
-        for i in range(s.layers):
-            layer = make_layer(s, self.in_dim() if i == 0 else s.hidden, s.hidden).to(self.device)
-            self.layers.append(layer)
+        st = checkpoint.state if checkpoint is not None else None
+        if st is not None:
+            hist = History.from_state(st["history"])
+            total_epochs, self.layer_stats = int(st["total_epochs"]), list(st["layer_stats"])
+            self.load_layers(st["done_layers"])
+            load_source_state(source, st["loader"])
+        for i in range(len(self.layers), s.layers):
+            layer = self._new_layer(i)
             opt = make_optimizer(layer, s)
             stop = EarlyStopping(layer, s.patience)
             best_rec: dict = {}
-            for epoch in range(1, s.epochs + 1):
+            first, done = 1, False
+            if st is not None:
+                cur = st["current"]
+                layer.load_state_dict(cur["layer"])
+                opt.load_state_dict(cur["optimizer"])
+                stop.load_state_dict(cur["stop"])
+                best_rec, first, done = dict(cur["best_rec"]), int(cur["epoch"]) + 1, bool(cur["done"])
+                checkpoint.restore_rng()
+                st = None
+
+            for epoch in range(first, first if done else s.epochs + 1):
                 layer.train()
                 tot, nb = 0.0, 0
                 for batch in loader:
                     if full_batch:
-                        views, inputs = cached_train, train_in
+                        views, inputs = self._cached_train, self._train_in
                     else:
                         batch = batch.to(self.device)
                         views = self.train_views(batch)
@@ -141,31 +218,28 @@ class GreedyNodeForward:
                     tot, nb = tot + float(loss.detach()), nb + 1
                 total_epochs += 1
                 rec = {"layer": i, "epoch": epoch, "loss": tot / max(nb, 1)}
+                stopping = False
                 if epoch % s.eval_every == 0 or epoch == s.epochs:
-                    sc = prev + self.layer_scores(layer, eval_in, eval_views)
+                    sc = self._prev + self.layer_scores(layer, self._eval_in, self._eval_views)
                     rec.update(self.accuracies(sc))
-                    if stop.step(epoch, rec["valid"], s.eval_every):
-                        hist.epochs.append(rec)
-                        break
-                    if stop.best_epoch == epoch:
+                    stopping = stop.step(epoch, rec["valid"], s.eval_every)
+                    if not stopping and stop.best_epoch == epoch:
                         best_rec = rec
                 hist.epochs.append(rec)
+                done = stopping or epoch == s.epochs
+                if checkpoint is not None:
+                    checkpoint.epoch_done(partial(self._state, hist, total_epochs, source, layer, opt, stop, best_rec,
+                                                  epoch, done), finished=done and i == s.layers - 1)
+                if stopping:
+                    break
             stop.restore()
-            layer.eval()
-            with torch.no_grad():
-                outs = [layer(x, v.batch) for x, v in zip(eval_in, eval_views)]
-                prev = prev + self.scores(outs, eval_views)
-                eval_in = [l2norm(o) for o in outs]
-                if train_in is not None and self.shares_positive_states:
-                    train_in = [l2norm(layer(train_in[0], cached_train[0].batch))] * len(cached_train)
-                elif train_in is not None:
-                    train_in = [l2norm(layer(x, v.batch)) for x, v in zip(train_in, cached_train)]
-            self.layer_stats.append({"layer": i, "best_epoch": stop.best_epoch, **self.accuracies(prev)})
+            self._finish_layer(layer)
+            self.layer_stats.append({"layer": i, "best_epoch": stop.best_epoch, **self.accuracies(self._prev)})
             if not quiet:
                 print(f"  layer {i}: best epoch {stop.best_epoch} val {best_rec.get('valid', float('nan')):.4f}",
                       flush=True)
-        final = self.accuracies(prev)
-        self.final_scores = prev
+        final = self.accuracies(self._prev)
+        self.final_scores = self._prev
         hist.best_val, hist.test_at_best = final["valid"], final["test"]
         hist.best_epoch = total_epochs
         hist.seconds = time.perf_counter() - t0

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint, load_source_state, source_state
 from gnnsys.dataset import Dataset
 from gnnsys.metrics import accuracy
 from gnnsys.trainers.base import History
@@ -114,7 +117,18 @@ class TimeStepForward:
         return states
 
     # ---------------------------------------------------------------- training
-    def fit(self, loader: Iterable[MiniBatch] | None, quiet: bool = True) -> History:
+    def _state(self, hist: History, opts: list[torch.optim.Optimizer], stop: EarlyStopping,
+               states: list[torch.Tensor], loader: Any, step: int, done: bool) -> dict:
+        """What a checkpoint keeps at the end of a time step."""
+        return {"layers": self.layers.state_dict(), "optimizers": [o.state_dict() for o in opts],
+                "stop": stop.state_dict(), "history": hist.state(),
+                "states": [t.clone() for t in states[1:self.s.layers + 1]], "step": step, "done": done,
+                "loader": source_state(loader)}
+
+    def fit(self, loader: Iterable[MiniBatch] | None, quiet: bool = True,
+            checkpoint: TrainerCheckpoint | None = None) -> History:
+        """Train for ``s.epochs`` time steps (early stopping on validation); ``checkpoint``:
+        resume from its state and hand it this trainer's state after every step."""
         s = self.s
         hist = History(metric="")
         t0 = time.perf_counter()
@@ -122,7 +136,20 @@ class TimeStepForward:
         stop = EarlyStopping(self.layers, s.patience, self.higher_better)
         states = self.base_states()
         batches = [None] if loader is None else loader
-        for step in range(1, s.epochs + 1):
+        first, done = 1, False
+        st = checkpoint.state if checkpoint is not None else None
+        if st is not None:
+            self.layers.load_state_dict(st["layers"])
+            for opt, saved in zip(opts, st["optimizers"]):
+                opt.load_state_dict(saved)
+            stop.load_state_dict(st["stop"])
+            hist = History.from_state(st["history"])
+            for j, t in enumerate(st["states"]):
+                states[j + 1].copy_(t)
+            load_source_state(loader, st["loader"])
+            first, done = int(st["step"]) + 1, bool(st["done"])
+            checkpoint.restore_rng()
+        for step in range(first, first if done else s.epochs + 1):
             self.layers.train()
             tot, nb = 0.0, 0
             for batch in batches:
@@ -131,22 +158,35 @@ class TimeStepForward:
                 tot += self.time_step(states, view, rows, batch, opts) / s.layers
                 nb += 1
             rec = {"epoch": step, "loss": tot / max(nb, 1)}
+            stopping = False
             if step % s.eval_every == 0 or step == s.epochs:
                 rec.update(self.evaluate())
-                done = stop.step(step, rec["valid"], s.eval_every)
+                stopping = stop.step(step, rec["valid"], s.eval_every)
                 if stop.best_epoch == step:
                     hist.best_epoch, hist.best_val = step, rec["valid"]
                     hist.test_at_best = rec.get("test", float("nan"))
                 hist.epochs.append(rec)
                 if not quiet:
                     print(f"  step {step}: loss {rec['loss']:.4f} val {rec['valid']:.4f}", flush=True)
-                if done:
-                    break
             else:
                 hist.epochs.append(rec)
+            done = stopping or step == s.epochs
+            if checkpoint is not None:
+                checkpoint.epoch_done(partial(self._state, hist, opts, stop, states, loader, step, done),
+                                      finished=done)
+            if stopping:
+                break
         stop.restore()
         hist.seconds = time.perf_counter() - t0
         return hist
+
+    def export(self) -> dict:
+        """The trained layers' weights (``restore`` rebuilds the model from them)."""
+        return {"layers": self.layers.state_dict()}
+
+    def restore(self, saved: dict) -> None:
+        """Load weights that ``export`` gave."""
+        self.layers.load_state_dict(saved["layers"])
 
     def default_batch(self) -> MiniBatch:
         raise NotImplementedError
@@ -213,7 +253,12 @@ class TopDownNode(TimeStepForward):
             total += torch.softmax(class_logits(e[: self.n], e[self.n:], self.s), -1)
         return total
 
+    def node_scores(self) -> torch.Tensor:
+        """Class scores ``[N, K]`` (the per-layer softmaxes summed)."""
+        return self.scores()
+
     def evaluate(self) -> dict[str, float]:
+        """Validation and test accuracy of the current weights."""
         sc = self.scores().cpu()
         y = self.y.cpu()
         return {k: accuracy(sc[self.split[k]], y[self.split[k]]) for k in ("valid", "test") if k in self.split}

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError
@@ -35,9 +36,10 @@ class ForwardTrainer:
     def settings(self, dataset: Dataset) -> ForwardSettings:
         return ForwardSettings.from_config(self.config, dataset.task)
 
-    def loader(self, dataset: Dataset) -> Iterable[MiniBatch] | None:
+    def loader(self, dataset: Dataset, statistics: dict[str, Any] | None = None) -> Iterable[MiniBatch] | None:
         """GraphSAINT subgraph batches when ``config.sampler`` asks for them, else ``None``
-        (the trainer's own full-graph batch)."""
+        (the trainer's own full-graph batch); ``statistics``: the normalization to use instead
+        of pre-sampling (a checkpoint's)."""
         if self.config.sampler == "full":
             return None
         try:
@@ -47,11 +49,12 @@ class ForwardTrainer:
         from gnnsys.loading import LoadingPipeline
 
         # no operators here: the forward trainers add virtual nodes to each batch first
-        return LoadingPipeline(make_saint_loader(dataset, self.config, device=self.config.device), dataset,
-                               device=self.device, prefetch=self.config.prefetch)
+        sampler = make_saint_loader(dataset, self.config, device=self.config.device, statistics=statistics)
+        return LoadingPipeline(sampler, dataset, device=self.device, prefetch=self.config.prefetch)
 
     def build(self, dataset: Dataset) -> Any:
-        """The variant's trainer object (``fit(loader, quiet)`` -> ``History``)."""
+        """The variant's trainer object (``fit(loader, quiet, checkpoint)`` -> ``History``;
+        ``export()`` / ``load_layers(states)`` for saved models)."""
         s = self.settings(dataset)
         if dataset.task == "node":
             labels = check_node_labels(dataset, dataset.split)
@@ -66,12 +69,15 @@ class ForwardTrainer:
 
         return LinkForward(s, dataset, self.device, seed=self.config.seed)
 
-    def run(self, dataset: Dataset) -> dict[str, Any]:
+    def run(self, dataset: Dataset, checkpoint: TrainerCheckpoint | None = None,
+            statistics: dict[str, Any] | None = None) -> dict[str, Any]:
         """Train and return ``{"metric","val","test","epochs","seconds","best_epoch","history",
-        "variant","per_layer"}``."""
+        "variant","per_layer"}``; the trained variant stays in ``self.impl``. ``checkpoint``:
+        resume from it and write to it (``gnnsys.checkpoint``)."""
         t0 = time.perf_counter()
         impl = self.build(dataset)
-        hist = impl.fit(self.loader(dataset), quiet=self.config.quiet)
+        self.impl = impl
+        hist = impl.fit(self.loader(dataset, statistics), quiet=self.config.quiet, checkpoint=checkpoint)
         hist.metric = dataset.metric
         hist.seconds = time.perf_counter() - t0
         out = hist.to_dict()

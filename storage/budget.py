@@ -1,0 +1,136 @@
+"""The feature memory budget of an out-of-core store (``--memory-budget``): what the cache tier,
+the host buffers and the reads in flight may hold together, checked before training and tracked
+while it runs.
+
+The budget is split up front (``plan_budget``): the I/O staging buffer (where every read in
+flight lands: reads never hold more than it), the batch buffers (the rows of the batches the
+loading pipeline holds at once: the one being gathered, the ones queued by prefetching and the
+one the model computes on), and the cache tier, which gets what is left. ``MemoryBudget``
+records what is allocated and in flight and its peak, so a run can show that the split held.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from gnnsys.errors import ConfigError
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+#: Staging buffer of the disk tier's reads when none is named (every read in flight lands here).
+DEFAULT_STAGING = 64 << 20
+
+
+def parse_bytes(value: Any) -> int:
+    """Bytes of ``value``: an int, or a string such as ``"2GB"``, ``"512MiB"``, ``"1.5g"``
+    (decimal units: GB = 1e9; binary: GiB = 2**30)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"memory budget {value!r} is not a size; write e.g. 2GB or 512MiB")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ConfigError(f"memory budget must be > 0 bytes, got {value}")
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ConfigError(f"memory budget {value!r} is not a size; write e.g. 2GB, 1500MB or 512MiB")
+    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ConfigError(f"memory budget must be > 0 bytes, got {value!r}")
+    return n
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a message (``"1.23 GB"``)."""
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= f:
+            return f"{n / f:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+@dataclass(frozen=True)
+class BudgetSplit:
+    """How a budget is divided: bytes of the staging buffer, of the batch buffers, and rows of
+    the cache tier (the rest)."""
+
+    total: int
+    staging: int
+    batch_buffers: int
+    cache_rows: int
+    row_bytes: int
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.cache_rows * self.row_bytes
+
+    @property
+    def minimum(self) -> int:
+        """The smallest budget this run works with (no cache tier)."""
+        return self.staging + self.batch_buffers
+
+    def as_dict(self) -> dict[str, int]:
+        return {"total": self.total, "staging": self.staging, "batch_buffers": self.batch_buffers,
+                "cache_rows": self.cache_rows, "cache_bytes": self.cache_bytes, "minimum": self.minimum}
+
+
+def plan_budget(budget: Any, *, row_bytes: int, num_rows: int, max_batch_rows: int, batches_held: int = 3,
+                staging: int | None = None, max_cache_rows: int | None = None) -> BudgetSplit:
+    """Split ``budget`` (bytes or a size string) between staging (``staging`` bytes, default
+    ``DEFAULT_STAGING`` or less when one batch's rows need less), ``batches_held`` batch buffers
+    of ``max_batch_rows`` rows and the cache tier (at most ``max_cache_rows``, default all rows).
+    ``ConfigError`` with the smallest budget that works when the budget cannot hold one
+    batch's buffers."""
+    total = parse_bytes(budget)
+    if max_batch_rows < 0 or row_bytes <= 0:
+        raise ConfigError(f"plan_budget: bad sizes (rows per batch {max_batch_rows}, row bytes {row_bytes})")
+    batch = batches_held * max_batch_rows * row_bytes
+    if staging is None:  # a batch's rows in one or two rounds of reads, at most the default, at least 256 KiB
+        staging = min(DEFAULT_STAGING, max(256 << 10, max_batch_rows * row_bytes))
+    staging = -(-int(staging) // 4096) * 4096  # whole pages (O_DIRECT)
+    need = staging + batch
+    if total < need:
+        raise ConfigError(
+            f"memory budget {format_bytes(total)} is smaller than what one batch needs: {batches_held} batch "
+            f"buffers of up to {max_batch_rows} rows x {row_bytes} bytes ({format_bytes(batch)}) plus the "
+            f"{format_bytes(staging)} read staging buffer; the smallest budget that works is {need} bytes "
+            f"(--memory-budget {(need + 999_999) // 1_000_000}MB), with no cache tier")
+    rows = (total - need) // row_bytes
+    cap = num_rows if max_cache_rows is None else min(num_rows, max_cache_rows)
+    return BudgetSplit(total, staging, batch, int(min(rows, cap)), row_bytes)
+
+
+class MemoryBudget:
+    """Bytes charged against a budget, by kind (``cache``, ``staging``, ``batch``, ``in_flight``),
+    and the peak of their sum. ``charge``/``release`` are thread-safe; exceeding the budget
+    raises (it is a bug in the split, not a user error, and must not pass silently)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = int(total)
+        self._lock = threading.Lock()
+        self.used: dict[str, int] = {}
+        self.peak = 0
+        self.peak_by_kind: dict[str, int] = {}
+
+    def charge(self, kind: str, nbytes: int) -> None:
+        with self._lock:
+            self.used[kind] = self.used.get(kind, 0) + int(nbytes)
+            now = sum(self.used.values())
+            if now > self.total:
+                self.used[kind] -= int(nbytes)
+                raise RuntimeError(f"feature memory budget exceeded: {kind} +{nbytes} bytes -> {now} > {self.total}")
+            if now > self.peak:
+                self.peak = now
+                self.peak_by_kind = dict(self.used)
+
+    def release(self, kind: str, nbytes: int) -> None:
+        with self._lock:
+            self.used[kind] = self.used.get(kind, 0) - int(nbytes)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"total", "used", "peak", "peak_by_kind", <kind>: bytes}``."""
+        with self._lock:
+            return {"total": self.total, "used": sum(self.used.values()), "peak": self.peak,
+                    "peak_by_kind": dict(self.peak_by_kind), **self.used}

@@ -1,0 +1,310 @@
+"""The out-of-core disk tier (feature tiering II): the store's own O_DIRECT reads, the packed
+layout and its staleness checks, read amplification, the memory budget, the chunked writer, and
+the faults (bad files, a too-small budget, a read-only or full cache folder)."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import numpy as np
+import pytest
+import torch
+from gnnsys.experiments.bench_samplers import bench_graph
+from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
+from gnnsys.storage import disk_io
+from gnnsys.storage.budget import parse_bytes, plan_budget
+from gnnsys.storage.disk_io import PAGE
+from gnnsys.storage.disk_tier import DirectDiskTier
+from gnnsys.storage.feature_file import FeatureFile, FeatureFileWriter, write_feature_file
+from gnnsys.storage.out_of_core import OutOfCoreStore
+
+from gnnsys.errors import ConfigError, DataFormatError
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A 4000-node power-law graph, 96-d float32 features (384-byte rows) in a feature file, a
+    random-walk sampler with its pre-sampling counts."""
+    root = tmp_path_factory.mktemp("disk")
+    import os
+
+    old = os.environ.get("GNNSYS_CACHE")
+    os.environ["GNNSYS_CACHE"] = str(root)
+    g = bench_graph(4000, 8.0)
+    if old is None:
+        del os.environ["GNNSYS_CACHE"]
+    else:
+        os.environ["GNNSYS_CACHE"] = old
+    x = torch.randn(g.num_nodes, 96, generator=torch.Generator().manual_seed(0))
+    path = root / "x.npy"
+    write_feature_file(path, x, chunk_rows=1000)
+    s = SaintRandomWalkSampler(g, 60, 2, seed=3)
+    s.compute_normalization(2)  # unseen edges are counted once by default (issue 17): no clip warning
+    return g, x, path, s, root
+
+
+def _store(setup, layout, budget="900KB", **kw):
+    g, x, path, s, root = setup
+    return OutOfCoreStore(path, budget, graph=g, layout=layout, sampler=s, counts=s.stats.node_count,
+                          cache_dir=kw.pop("cache_dir", root / "cache"), **kw)
+
+
+def _epoch(store, s, epoch):
+    s.set_epoch(epoch)
+    store.begin_epoch(s)
+    store.reset_stats()
+    ids = [b.node_ids for b in s]
+    return [store.gather(i) for i in ids], ids
+
+
+@pytest.mark.parametrize("layout", ["rows", "packed", "memmap"])
+def test_rows_are_bit_identical_for_any_ids(setup, layout):
+    """Every layout returns exactly the file's rows: duplicates, unsorted, empty, all ids, and
+    the epoch's batches (packed: from the packed file)."""
+    g, x, path, s, root = setup
+    st = _store(setup, layout)
+    gen = torch.Generator().manual_seed(1)
+    for ids in (torch.randint(0, g.num_nodes, (500,), generator=gen), torch.zeros(0, dtype=torch.long),
+                torch.arange(g.num_nodes).flip(0), torch.tensor([5, 5, 5, 0, g.num_nodes - 1])):
+        assert torch.equal(st.gather(ids), x[ids])
+    rows, ids = _epoch(st, s, 1)
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
+    d = st.stats()["disk"]
+    if layout == "packed":
+        assert d["packed_rows"] == d["needed_bytes"] // (96 * 4) and d["unplanned_rows"] == 0
+    st.close()
+
+
+def test_read_counters_and_amplification(setup):
+    """Bytes read are the pages the rows touch: the row layout pays whole 4 KiB pages for
+    384-byte rows, the packed layout reads within 1.3x of the rows it needs; reads in flight
+    never exceed the staging buffer."""
+    g, x, path, s, root = setup
+    tier = DirectDiskTier(FeatureFile.open(path), "rows", staging_bytes=64 << 10, max_request=16 << 10)
+    tier.read(torch.tensor([0, 1, 2, 3]))  # rows 0..3 at bytes 4096..5632: one page
+    assert tier.io_stats()["read_bytes"] == PAGE and tier.io_stats()["requests"] == 1
+    tier.reset_counters()
+    ids = torch.arange(0, 4000, 40)  # one row every 15360 bytes: one (or two) pages each
+    assert torch.equal(tier.read(ids), x[ids])
+    st = tier.io_stats()
+    assert st["needed_bytes"] == 100 * 384 and PAGE * 100 <= st["read_bytes"] <= 2 * PAGE * 100
+    tier.reset_counters()
+    exact = 4000 * 384  # the data pages (the header page is not read): 375 pages
+    assert torch.equal(tier.read(torch.arange(4000)), x)  # everything: 16 KiB requests, rounds of 64 KiB
+    st = tier.io_stats()  # a request ends at a row, the next re-reads the page that row shares (<= 1 in 4)
+    assert st["in_flight_peak"] <= 64 << 10 and exact < st["read_bytes"] <= exact * 4 // 3
+    tier.close()
+    tier = DirectDiskTier(FeatureFile.open(path), "rows", staging_bytes=4 << 20)
+    assert torch.equal(tier.read(torch.arange(4000).flip(0)), x.flip(0))
+    assert exact <= tier.io_stats()["read_bytes"] <= exact + PAGE and tier.io_stats()["io"] == "direct"
+    tier.close()
+    amps = {}
+    for layout in ("rows", "packed"):
+        store = _store(setup, layout)
+        _epoch(store, s, 1)
+        amps[layout] = store.stats()["disk"]["amplification"]
+        store.close()
+    assert amps["packed"] <= 1.3 < 3 < amps["rows"]
+
+
+def test_budget_split_holds_and_too_small_budget_names_the_minimum(setup):
+    g, x, path, s, root = setup
+    st = _store(setup, "packed")
+    b = st.stats()["budget"]
+    assert b["peak"] <= b["total"] == 900_000 and st.capacity == b["cache_rows"] > 0
+    _epoch(st, s, 1)
+    b = st.stats()["budget"]
+    assert b["peak"] <= b["total"] and st.stats()["disk"]["in_flight_peak"] <= b["staging"]
+    minimum = b["minimum"]
+    st.close()
+    with pytest.raises(ConfigError, match=f"smallest budget that works is {minimum} bytes"):
+        _store(setup, "packed", budget=minimum - 1)
+    ok = _store(setup, "rows", budget=minimum)  # the smallest budget works (no cache tier)
+    assert ok.capacity == 0
+    rows, ids = _epoch(ok, s, 2)
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
+    ok.close()
+    assert parse_bytes("2GB") == 2 * 10**9 and parse_bytes("512MiB") == 512 << 20
+    for bad in ("2 parsecs", "-1GB", 0):
+        with pytest.raises(ConfigError, match="memory budget"):
+            parse_bytes(bad)
+    with pytest.raises(ConfigError, match="smallest budget"):
+        plan_budget("1MB", row_bytes=3072, num_rows=10**6, max_batch_rows=9000)
+
+
+def test_packed_file_is_reused_when_valid_and_rebuilt_when_stale(setup, tmp_path):
+    """The same plan reuses the file; another seed, another epoch plan or a damaged header is
+    detected and the file rebuilt, never read as valid."""
+    g, x, path, s, root = setup
+    st = _store(setup, "packed", cache_dir=tmp_path)
+    s.set_epoch(1)
+    first = st.begin_epoch(s)
+    assert first["built"] and not first["stale"]
+    again = st.begin_epoch(s)
+    assert not again["built"]
+    s.set_epoch(3)  # the same file name (epoch parity), another plan: stale
+    third = st.begin_epoch(s)
+    assert third["built"] and third["stale"] and third["path"] == first["path"]
+    other = SaintRandomWalkSampler(g, 60, 2, seed=4)  # another seed, same epoch
+    other.set_statistics(s.stats)
+    other.set_epoch(3)
+    rec = st.begin_epoch(other)
+    assert rec["built"] and rec["stale"]
+    rows = [st.gather(b.node_ids) for b in other]
+    assert all(torch.equal(r, x[b.node_ids]) for r, b in zip(rows, other.sample_at(range(3 * len(other),
+                                                                                       4 * len(other)))))
+    p = rec["path"]
+    with open(p, "r+b") as f:  # damage the header's JSON (same length): never read as valid
+        head = bytearray(f.read(PAGE))
+        n = int.from_bytes(head[8:12], "little")
+        h = json.loads(head[12:12 + n])
+        h["signature"]["epoch"] = 99
+        body = json.dumps(h).encode()
+        f.seek(12)
+        f.write(body[:n].ljust(n))
+    assert st.begin_epoch(other)["built"]
+    st.close()
+
+
+def test_full_or_read_only_cache_folder_leaves_no_packed_file(setup, tmp_path, monkeypatch):
+    g, x, path, s, root = setup
+    st = _store(setup, "packed", cache_dir=tmp_path)
+    s.set_epoch(1)
+
+    def enospc(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(disk_io, "_fallocate", enospc)
+    with pytest.raises(ConfigError, match="no space left"):
+        st.begin_epoch(s)
+    monkeypatch.undo()
+    calls = []
+
+    def short_write(fd, data, offset):  # the disk fills up half way through the data
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return disk_io.os.pwrite(fd, data, offset)
+
+    monkeypatch.setattr(disk_io, "_pwrite", short_write)
+    with pytest.raises(ConfigError, match="no space left"):
+        st.begin_epoch(s)
+    monkeypatch.undo()
+    assert not list((tmp_path / "packed").iterdir())  # no file, not even a temporary one
+
+    def read_only(p, flags, mode=0o644):
+        if flags & disk_io.os.O_WRONLY:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return disk_io.os.open(p, flags, mode)
+
+    monkeypatch.setattr(disk_io, "_open", read_only)
+    with pytest.raises(ConfigError, match="read-only"):
+        st.begin_epoch(s)
+    monkeypatch.undo()
+    rec = st.begin_epoch(s)  # and once there is room, it builds and reads right
+    assert rec["built"] and not rec["stale"]
+    st.close()
+
+
+def test_feature_file_faults(setup, tmp_path):
+    g, x, path, s, root = setup
+    for arr, match in ((np.zeros((g.num_nodes + 1, 96), np.float32), "rows but the graph has"),
+                       (np.zeros((g.num_nodes, 96, 1), np.float32), "matrix"),
+                       (np.zeros((g.num_nodes, 96), np.complex64), "not supported")):
+        p = tmp_path / "bad.npy"
+        np.save(p, arr)
+        with pytest.raises(DataFormatError, match=match):
+            OutOfCoreStore(p, "1MB", graph=g, layout="rows", sampler=s)
+    p = tmp_path / "f64.npy"
+    np.save(p, np.zeros((g.num_nodes, 96)))
+    with pytest.raises(DataFormatError, match="expected float32"):
+        OutOfCoreStore(p, "1MB", graph=g, layout="rows", sampler=s, dtype=torch.float32)
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(DataFormatError, match="truncated"):
+        OutOfCoreStore(cut, "1MB", graph=g, layout="rows", sampler=s)
+    with pytest.raises(DataFormatError, match="does not exist"):
+        OutOfCoreStore(tmp_path / "none.npy", "1MB", graph=g, layout="rows", sampler=s)
+    with pytest.raises(ConfigError, match="static"):
+        OutOfCoreStore(path, "1MB", graph=g, layout="packed", policy="lru", sampler=s)
+
+
+def test_chunked_writer(tmp_path):
+    """A matrix written a chunk at a time (from a memmap, a tensor, or an iterable of chunks)
+    reads back as the same .npy; a failed write leaves no file."""
+    a = np.random.default_rng(0).standard_normal((1001, 7)).astype(np.float32)
+    src = tmp_path / "src.npy"
+    np.save(src, a)
+    for source in (np.load(src, mmap_mode="r"), torch.from_numpy(a), (a[i:i + 100] for i in range(0, 1001, 100))):
+        out = tmp_path / "out.npy"
+        ff = write_feature_file(out, source, num_rows=1001, chunk_rows=64)
+        assert ff.offset == PAGE and np.array_equal(np.load(out), a)
+        out.unlink()
+    bad = a.copy()
+    bad[500, 3] = np.nan
+    with pytest.raises(DataFormatError, match="NaN"):
+        write_feature_file(tmp_path / "nan.npy", bad, chunk_rows=100)
+    with pytest.raises(DataFormatError, match="declared"):
+        with FeatureFileWriter(tmp_path / "short.npy", num_rows=10, dim=7) as w:
+            w.write(a[:5])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.npy"]
+
+
+def test_stream_and_row_packing_write_the_same_file(setup, tmp_path):
+    """One sequential pass over the feature file and windows of row reads pack the same bytes."""
+    from gnnsys.storage.out_of_core import epoch_plan
+    from gnnsys.storage.packed import pack_epoch
+
+    g, x, path, s, root = setup
+    st = _store(setup, "rows")
+    _, batches = epoch_plan(s, 2)
+    hot = st.slot_of >= 0
+    files = {}
+    for method in ("rows", "stream"):
+        p = tmp_path / f"{method}.packed"
+        pk, stats = pack_epoch(st.feature_file, st.disk.source, st.disk.pool, batches, hot, p, {"m": 1},
+                               64 * 1024, st.disk.staging, method=method)
+        assert stats["method"] == method and stats["rows"] == sum(int((~hot[b]).sum()) for b in batches)
+        for k in (0, len(batches) - 1):
+            seg = pk.segment_ids(k)
+            assert np.array_equal(seg, np.unique(batches[k][~hot[batches[k]]]))
+        pk.close()
+        data = p.read_bytes()
+        files[method] = data[int(pk.header["data_offset"]):]
+        rows = np.frombuffer(files[method], np.float32)
+        first = pk.segment_ids(0)
+        assert np.array_equal(rows[:first.size * 96].reshape(-1, 96), x[torch.from_numpy(first)].numpy())
+    assert files["rows"] == files["stream"] or _same_rows(files, pk, batches, hot)
+    st.close()
+
+
+def _same_rows(files, pk, batches, hot):
+    """Equal except the padding between segments (never read)."""
+    a, b = (np.frombuffer(files[m], np.uint8) for m in ("rows", "stream"))
+    for k in range(pk.num_segments):
+        o, n = int(pk.offsets[k]), int(pk.counts[k]) * 384
+        if not np.array_equal(a[o:o + n], b[o:o + n]):
+            return False
+    return True
+
+
+def test_build_feature_store_disk(setup):
+    from gnnsys.storage import build_feature_store
+
+    g, x, path, s, root = setup
+    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="900KB",
+                             sampler=s, layout="rows")
+    assert isinstance(st, OutOfCoreStore) and st.policy.name == "static-saint"
+    assert torch.equal(st.gather(torch.arange(10)), x[:10])
+    with pytest.raises(ConfigError, match="evaluate layer-wise"):  # 1.5 MB of rows, a 900 KB budget
+        st.all()
+    st.close()
+    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="2MB",
+                             sampler=s, layout="rows")
+    assert torch.equal(st.all(), x)  # --eval full: the whole file when it fits the budget
+    st.close()
+    with pytest.raises(ConfigError, match="memory_budget"):
+        build_feature_store(path, kind="disk", graph=g)
+    with pytest.raises(ConfigError, match="path"):
+        build_feature_store(x, kind="disk", graph=g, memory_budget="1MB")
