@@ -171,7 +171,9 @@ def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]
     if cfg.trainer == "pipe":
         from gnnsys.pipeline import run_pipe
 
-        return run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split), None
+        out = run_pipe(_with_split(dataset, split) if split is not dataset.split else dataset, cfg, split, checkpoint)
+        state = out.pop("model_state", None)
+        return out, ({"kind": "stack", "weights": state} if state is not None else None)
     from gnnsys.trainers.backprop import BackpropTrainer
 
     model = model_for(dataset, cfg)
@@ -241,6 +243,10 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
     dataset = data if data is not None else load_dataset(cfg.dataset, root=cfg.data_root)
     cfg = cfg.resolved(dataset.name, dataset.task)
     cfg.validate()
+    if cfg.trainer == "pipe":  # --stages/--chunks as the run will use them (checkpoint fingerprint, saved model)
+        from gnnsys.pipeline.runner import resolve_counts
+
+        cfg = resolve_counts(cfg)
     from gnnsys.saved_model import check_saveable
 
     check_saveable(cfg, dataset)

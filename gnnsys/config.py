@@ -246,12 +246,11 @@ class TrainConfig:
             raise ConfigError(f"--resume takes no value or one of {RESUME_MODES}, not {self.resume!r}")
         if self.resume is not None and not self.checkpoint_dir:
             raise ConfigError("--resume continues from the checkpoints in --checkpoint-dir DIR; add --checkpoint-dir")
-        if self.trainer == "pipe" and (self.checkpoint_dir or self.save_model):
-            flag = "--checkpoint-dir" if self.checkpoint_dir else "--save-model"
+        if self.trainer == "pipe" and self.save_model and self.pipe_train == "sf":
             raise ConfigError(
-                f"{flag} does not work with --trainer pipe yet: each pipeline rank holds its own layers, optimizer "
-                "and historical embeddings, and a consistent cut across ranks needs a coordinated write that is not "
-                "built; train with --trainer backprop to checkpoint or save the model")
+                "--save-model does not work with --trainer pipe --pipe-train sf yet: its layers are ForwardGNN SF "
+                "layers trained all at once, which no saved-model kind rebuilds; use --pipe-train backprop (or "
+                "--trainer forward --forward-variant sf) to save the model")
 
     def _validate_disk(self) -> None:
         """The out-of-core fields (``--features disk``)."""

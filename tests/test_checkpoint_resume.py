@@ -40,6 +40,27 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+#: For ``--trainer pipe`` the ranks are spawned processes that do not run ``CHILD``; a
+#: ``sitecustomize`` on ``PYTHONPATH`` (test code, loaded by every process of the child run)
+#: patches ``PipeCheckpoint.epoch_done`` there, and rank 0 SIGKILLs the whole process group
+#: (the ``gnnsys train`` process and every rank) right after epoch ``k`` of the run.
+PIPE_SITE = r"""
+import os
+if os.environ.get("GNNSYS_TEST_KILL_AT"):
+    import signal
+    from gnnsys.pipeline.ckpt import PipeCheckpoint
+
+    _kill_at, _orig = int(os.environ["GNNSYS_TEST_KILL_AT"]), PipeCheckpoint.epoch_done
+
+    def _epoch_done(self, collect, finished):
+        _orig(self, collect, finished)
+        if self.ck is not None and self.ck.run.step == _kill_at and self.comm.rank == 0:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    PipeCheckpoint.epoch_done = _epoch_done
+"""
+
+
 def _weights(path: Path) -> list[dict[str, torch.Tensor]]:
     d = torch.load(path, weights_only=True)
     return [f["weights"] for f in d["folds"]]
@@ -55,19 +76,30 @@ def _same_tensors(a, b) -> bool:
     return a == b
 
 
+#: Timings in a pipe run's record (``runs[i]["pipe"]``).
+PIPE_TIMINGS = ("bubble", "epoch_seconds")
+
+
 def _record(path: Path) -> dict:
-    """The result JSON without what legitimately differs (timings, paths, the run options)."""
+    """The result JSON without what legitimately differs (timings, paths, the run options; for
+    the pipe trainer its measured bubble and the checkpoint barrier's bytes)."""
     r = json.loads(path.read_text())
     for k in ("seconds", "config", "saved_model"):
         r.pop(k, None)
     for run in r["runs"]:
         run.pop("seconds", None)
+        for h in run["history"] if "pipe" in run else ():
+            h.pop("seconds", None)
+        for k in PIPE_TIMINGS:
+            run.get("pipe", {}).pop(k, None)
+        run.get("pipe", {}).get("bytes_rank0", {}).pop("checkpoint", None)
     return r
 
 
-def kill_and_resume(tmp_path: Path, args: list[str], total_epochs: int, every: int = 2) -> int:
+def kill_and_resume(tmp_path: Path, args: list[str], total_epochs: int, every: int = 2, pipe: bool = False) -> int:
     """Run ``args`` uninterrupted, then killed at a random epoch and resumed; assert both end
-    the same. Returns the epoch of the kill."""
+    the same. Returns the epoch of the kill. ``pipe``: a ``--trainer pipe`` run, whose ranks
+    are killed with it (``PIPE_SITE``)."""
     # a random epoch after the first checkpoint and before the last epoch (a kill before the
     # first checkpoint leaves nothing to resume: --resume then fails, tested elsewhere)
     kill_at = random.Random().randrange(every, total_epochs)
@@ -76,13 +108,24 @@ def kill_and_resume(tmp_path: Path, args: list[str], total_epochs: int, every: i
     run = [*args, "--quiet", "--checkpoint-dir", str(ck), "--checkpoint-every", str(every), "--out", str(out),
            "--save-model", str(model)]
     # the child starts first: its imports overlap the reference run here
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(kill_at), *run], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    cmd = [sys.executable, "-c", CHILD, str(kill_at + 10**6), *run] if pipe else \
+        [sys.executable, "-c", CHILD, str(kill_at), *run]
+    if pipe:
+        site = tmp_path / "site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(PIPE_SITE)
+        env.update(GNNSYS_TEST_KILL_AT=str(kill_at),
+                   PYTHONPATH=os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])]))
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=pipe)
     try:
         assert main([*args, "--quiet", "--out", str(ref_out), "--save-model", str(ref_model)]) == 0
         _, err = child.communicate(timeout=300)
     finally:
         if child.poll() is None:
+            if pipe:
+                os.killpg(child.pid, signal.SIGKILL)
             child.kill()
     assert child.returncode == -signal.SIGKILL, (kill_at, child.returncode, err[-2000:])
     assert not out.exists() and not model.exists()  # it died before the end
@@ -115,6 +158,14 @@ def test_tu_cross_validation_resumes_bit_for_bit(tmp_path, data_root):
     args = ["train", "--dataset", "MUTAG", "--data-root", str(data_root), "--folds", "3", "--epochs", "2",
             "--hidden", "16"]
     kill_and_resume(tmp_path, args, 6)
+
+
+def test_pipe_resumes_bit_for_bit(tmp_path):
+    """GNNPipe (2 spawned ranks, stale historical embeddings with smoothing, dropout): every
+    rank's part of the checkpoint (layers, optimizer, history buffers, RNG) is restored."""
+    args = ["train", "--trainer", "pipe", "--stages", "2", "--chunks", "3", "--layers", "3", "--hidden", "16",
+            "--epochs", "6", "--pipe-smoothing", "0.9", "--pipe-warmup", "1", "--threads-per-rank", "1"]
+    kill_and_resume(tmp_path, args, 6, pipe=True)
 
 
 @pytest.fixture(scope="module")

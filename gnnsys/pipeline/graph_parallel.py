@@ -24,8 +24,10 @@ import torch.nn.functional as F
 
 from gnnsys.api import initialize, model_for
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
+from gnnsys.pipeline.ckpt import PipeCheckpoint, load_loop, loop_state
 from gnnsys.pipeline.comm import Comm, pair_rounds
 from gnnsys.pipeline.common import Selector, bubble, layer_widths, shared_assignment, train_mask
 from gnnsys.pipeline.launch import DistContext
@@ -112,8 +114,10 @@ class _HaloExchange(torch.autograd.Function):
 class GraphParallelTrainer:
     """One rank of the graph-parallel baseline (all layers, one partition, replicated weights)."""
 
-    def __init__(self, ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> None:
+    def __init__(self, ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+                 checkpoint: TrainerCheckpoint | None = None) -> None:
         self.ctx, self.cfg, self.dataset, self.split = ctx, cfg, dataset, split
+        self.checkpoint = checkpoint
         self.comm, self.P, self.p = ctx.comm, ctx.world, ctx.rank
         dev = self.dev = ctx.device
         torch.manual_seed(cfg.seed)
@@ -208,13 +212,31 @@ class GraphParallelTrainer:
             self.comm.all_reduce(t, "the evaluation counts")
         return {"valid": float(t[0] / t[1]), "test": float(t[3] / t[4]), "valid_loss": float(t[2] / t[1])}
 
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's training state: model (replicated), optimizer, LR schedule."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict() if self.sched is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (on a trainer built from the same config)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["sched"])
+
     def fit(self) -> dict[str, Any]:
         """Train ``cfg.epochs`` epochs (patience as ``BackpropTrainer``); the run record."""
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
+        pc = PipeCheckpoint(self.checkpoint, comm, "graph")
+        part, start, stopped = pc.load(), 1, False
+        if part is not None:
+            self.load_state_dict(part["trainer"])
+            start, stopped = load_loop(part, sel, [busy, wall, sent, recv], comm)
+        pc.restore_rng(part)
         t_start = time.perf_counter()
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(start, c.epochs + 1) if not stopped else ():
             s0, r0 = comm.snapshot()
             loss, w = self.train_epoch()
             s1, r1 = comm.snapshot()
@@ -229,7 +251,11 @@ class GraphParallelTrainer:
             if not c.quiet and self.p == 0:
                 print(f"epoch {epoch:4d} loss {loss:.4f}" + (f" val {rec['valid']:.4f} test {rec['test']:.4f}"
                       if evaluated else "") + f" {w:.2f}s", flush=True)
-            if sel.update(self.model, rec, evaluated):
+            stop = sel.update(self.model, rec, evaluated)
+            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(),
+                                                     **loop_state(e, st, sel, [busy, wall, sent, recv], comm)},
+                          finished=stop or epoch == c.epochs)
+            if stop:
                 break
         seconds = time.perf_counter() - t_start
         sel.restore(self.model)
@@ -241,7 +267,7 @@ class GraphParallelTrainer:
                 gather_all(comm, mine, allr)
         per = [t.cpu() for t in allr]
         e = len(wall)
-        return {
+        out = {
             "metric": "acc", "best_epoch": sel.best_epoch, "val": sel.best_val, "test": sel.test_at_best,
             "epochs": e, "seconds": seconds, "history": sel.history,
             "pipe": {
@@ -258,3 +284,6 @@ class GraphParallelTrainer:
                 "grad_clip": c.grad_clip,
             },
         }
+        if c.save_model and self.p == 0:  # weights are replicated: rank 0 holds the whole model
+            out["model_state"] = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return out

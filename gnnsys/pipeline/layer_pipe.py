@@ -41,8 +41,10 @@ import torch.nn.functional as F
 
 from gnnsys.api import initialize, model_for
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
+from gnnsys.pipeline.ckpt import PipeCheckpoint, gather_stack_state, load_loop, loop_state
 from gnnsys.pipeline.common import (
     Selector,
     bubble,
@@ -65,8 +67,10 @@ class LayerPipeTrainer:
     keeps and trains only its stage's layers. ``fit()`` returns the run record (identical on
     every rank, except for per-rank timings gathered at the end)."""
 
-    def __init__(self, ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> None:
+    def __init__(self, ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+                 checkpoint: TrainerCheckpoint | None = None) -> None:
         self.ctx, self.cfg, self.dataset, self.split = ctx, cfg, dataset, split
+        self.checkpoint = checkpoint
         self.comm = ctx.comm
         self.P, self.s = ctx.world, ctx.rank
         self.K = cfg.chunks
@@ -268,14 +272,36 @@ class LayerPipeTrainer:
                 return {}
         return eval_scores(self.model.head(h, self.full), self.dataset.labels, self.split)
 
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's training state: model, optimizer, LR schedule, historical embeddings."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict() if self.opt is not None else None,
+                "sched": self.sched.state_dict() if self.sched is not None else None, "H": self.H, "S": self.S}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (on a trainer built from the same config)."""
+        self.model.load_state_dict(state["model"])
+        if self.opt is not None:
+            self.opt.load_state_dict(state["opt"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["sched"])
+        self.H = {int(k): v.to(self.dev) for k, v in state["H"].items()}
+        self.S = None if state["S"] is None else {int(k): v.to(self.dev) for k, v in state["S"].items()}
+
     # ------------------------------------------------------------------ fit
     def fit(self) -> dict[str, Any]:
         """Train ``cfg.epochs`` epochs (patience as ``BackpropTrainer``); the run record."""
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
+        pc = PipeCheckpoint(self.checkpoint, comm, "layer")
+        part, start, stopped = pc.load(), 1, False
+        if part is not None:
+            self.load_state_dict(part["trainer"])
+            start, stopped = load_loop(part, sel, [busy, wall, sent, recv], comm)
+        pc.restore_rng(part)
         t_start = time.perf_counter()
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(start, c.epochs + 1) if not stopped else ():
             stale = c.pipe_stale and epoch > c.pipe_warmup
             self.epoch = epoch
             s0, r0 = comm.snapshot()
@@ -299,11 +325,20 @@ class LayerPipeTrainer:
             if not c.quiet and self.s == 0:
                 print(f"epoch {epoch:4d} loss {rec['loss']:.4f}" + (f" val {rec['valid']:.4f} test {rec['test']:.4f}"
                       if evaluated else "") + f" {'stale' if stale else 'exact'} {wall[-1]:.2f}s", flush=True)
-            if sel.update(self.model, rec, evaluated):
+            stop = sel.update(self.model, rec, evaluated)
+            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(),
+                                                     **loop_state(e, st, sel, [busy, wall, sent, recv], comm)},
+                          finished=stop or epoch == c.epochs)
+            if stop:
                 break
         seconds = time.perf_counter() - t_start
         sel.restore(self.model)
-        return self._record(sel, busy, wall, sent, recv, seconds)
+        out = self._record(sel, busy, wall, sent, recv, seconds)
+        if c.save_model:
+            state = gather_stack_state(comm, self.model, self.ranges)
+            if state is not None:
+                out["model_state"] = state
+        return out
 
     def _record(self, sel: Selector, busy: list[float], wall: list[float], sent: list[int], recv: list[int],
                 seconds: float) -> dict[str, Any]:

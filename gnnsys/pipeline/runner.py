@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
+from gnnsys.paths import torch_bytes
 from gnnsys.pipeline.common import check_dataset
 from gnnsys.pipeline.launch import DistContext, env_world_size, init_from_env, shutdown, single_context, spawn
+
+if TYPE_CHECKING:
+    from gnnsys.checkpoint import TrainerCheckpoint
 
 
 def resolve_counts(cfg: TrainConfig) -> TrainConfig:
@@ -25,47 +30,62 @@ def resolve_counts(cfg: TrainConfig) -> TrainConfig:
     return out
 
 
-def run_rank(ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Run this rank's share of the configured scheme."""
+def run_rank(ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+             checkpoint: TrainerCheckpoint | None = None) -> dict[str, Any]:
+    """Run this rank's share of the configured scheme (``checkpoint``: the run's checkpoints,
+    see ``gnnsys.pipeline.ckpt``). With ``cfg.save_model`` rank 0's record holds the whole
+    model's state dict under ``model_state``."""
     if cfg.parallel == "graph":
         from gnnsys.pipeline.graph_parallel import GraphParallelTrainer
 
-        return GraphParallelTrainer(ctx, dataset, cfg, split).fit()
+        return GraphParallelTrainer(ctx, dataset, cfg, split, checkpoint).fit()
     if cfg.pipe_train == "sf":
         from gnnsys.pipeline.sf_pipe import SFPipeTrainer
 
-        return SFPipeTrainer(ctx, dataset, cfg, split).fit()
+        return SFPipeTrainer(ctx, dataset, cfg, split, checkpoint).fit()
     from gnnsys.pipeline.layer_pipe import LayerPipeTrainer
 
-    return LayerPipeTrainer(ctx, dataset, cfg, split).fit()
+    return LayerPipeTrainer(ctx, dataset, cfg, split, checkpoint).fit()
 
 
-def _spawned_rank(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _spawned_rank(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+                  checkpoint: TrainerCheckpoint | None) -> dict[str, Any]:
     ctx = init_from_env(cfg)
     try:
-        return run_rank(ctx, dataset, cfg, split)
+        result = run_rank(ctx, dataset, cfg, split, checkpoint)
+        if "model_state" in result:  # plain bytes through the result queue (tensors would need this process alive)
+            result["model_state"] = torch_bytes(result["model_state"])
+        return result
     finally:
         shutdown()
 
 
-def run_pipe(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _decoded(result: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(result.get("model_state"), bytes):
+        result["model_state"] = torch.load(io.BytesIO(result["model_state"]), weights_only=True)
+    return result
+
+
+def run_pipe(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+             checkpoint: TrainerCheckpoint | None = None) -> dict[str, Any]:
     """Train with GNNPipe (or the graph-parallel baseline) and return the run record.
 
     Under torchrun (``WORLD_SIZE`` set) this process runs its own rank; otherwise one stage runs
-    here and more are spawned as local processes."""
+    here and more are spawned as local processes. ``checkpoint``: the run's view of its
+    checkpoints (``gnnsys.checkpoint``), handed to every rank."""
     check_dataset(dataset)
     cfg = resolve_counts(cfg)
     if env_world_size() is not None:
         ctx = init_from_env(cfg)
-        result = run_rank(ctx, dataset, cfg, split)
+        result = run_rank(ctx, dataset, cfg, split, checkpoint)
         shutdown()  # only after success: tearing down a group with a dead peer can block
         return result
     if cfg.stages == 1:
         from gnnsys.pipeline.launch import check_backend
 
         check_backend(cfg, 1)
-        return run_rank(single_context(cfg), dataset, cfg, split)
+        return run_rank(single_context(cfg), dataset, cfg, split, checkpoint)
     from gnnsys.pipeline.launch import check_backend
 
     check_backend(cfg, cfg.stages)
-    return spawn(_spawned_rank, (dataset, cfg, split), cfg.stages, cfg)
+    return _decoded(spawn(_spawned_rank, (dataset, cfg, split, checkpoint), cfg.stages, cfg))

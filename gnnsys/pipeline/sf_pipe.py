@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from gnnsys.batch import MiniBatch
+from gnnsys.checkpoint import TrainerCheckpoint
 from gnnsys.config import TrainConfig
 from gnnsys.dataset import Dataset
 from gnnsys.metrics import accuracy
+from gnnsys.pipeline.ckpt import PipeCheckpoint, load_loop, loop_state
 from gnnsys.pipeline.common import Selector, bubble, gpipe_bubble, shared_assignment, stage_ranges, train_mask
 from gnnsys.pipeline.launch import DistContext
 from gnnsys.pipeline.layer_pipe import gather_all
@@ -49,8 +51,10 @@ from gnnsys.trainers.forward.common import (
 class SFPipeTrainer:
     """One rank of the SF pipeline (``--trainer pipe --pipe-train sf``)."""
 
-    def __init__(self, ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]) -> None:
+    def __init__(self, ctx: DistContext, dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor],
+                 checkpoint: TrainerCheckpoint | None = None) -> None:
         self.ctx, self.cfg, self.dataset, self.split = ctx, cfg, dataset, split
+        self.checkpoint = checkpoint
         self.comm, self.P, self.s, self.K = ctx.comm, ctx.world, ctx.rank, cfg.chunks
         dev = self.dev = ctx.device
         self.st: ForwardSettings = ForwardSettings.from_config(replace(cfg, forward_variant=None), "node")
@@ -174,13 +178,30 @@ class SFPipeTrainer:
         sc, y = sc.cpu(), self.y.cpu()
         return {k: accuracy(sc[self.split[k]], y[self.split[k]]) for k in ("valid", "test") if k in self.split}
 
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's training state: every layer (its own trained), optimizer, historical embeddings."""
+        return {"layers": [m.state_dict() for m in self.all_layers], "opt": self.opt.state_dict(), "H": self.H}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (on a trainer built from the same config)."""
+        for m, sd in zip(self.all_layers, state["layers"]):
+            m.load_state_dict(sd)
+        self.opt.load_state_dict(state["opt"])
+        self.H = {int(k): v.to(self.dev) for k, v in state["H"].items()}
+
     def fit(self) -> dict[str, Any]:
         """Train ``cfg.epochs`` epochs; the run record (shaped like ``LayerPipeTrainer.fit``'s)."""
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
+        pc = PipeCheckpoint(self.checkpoint, comm, "sf")
+        part, start, stopped = pc.load(), 1, False
+        if part is not None:
+            self.load_state_dict(part["trainer"])
+            start, stopped = load_loop(part, sel, [busy, wall, sent, recv], comm)
+        pc.restore_rng(part)
         t_start = time.perf_counter()
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(start, c.epochs + 1) if not stopped else ():
             stale = c.pipe_stale and epoch > c.pipe_warmup
             s0, r0 = comm.snapshot()
             self.busy = 0.0
@@ -205,7 +226,11 @@ class SFPipeTrainer:
             if not c.quiet and self.s == 0:
                 print(f"epoch {epoch:4d} loss {rec['loss']:.4f}" + (f" val {rec['valid']:.4f} test {rec['test']:.4f}"
                       if evaluated else "") + f" {wall[-1]:.2f}s", flush=True)
-            if sel.update(torch.nn.ModuleList(self.all_layers), rec, evaluated):
+            stop = sel.update(torch.nn.ModuleList(self.all_layers), rec, evaluated)
+            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(),
+                                                     **loop_state(e, st, sel, [busy, wall, sent, recv], comm)},
+                          finished=stop or epoch == c.epochs)
+            if stop:
                 break
         seconds = time.perf_counter() - t_start
         sel.restore(torch.nn.ModuleList(self.all_layers))
