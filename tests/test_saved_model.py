@@ -41,6 +41,28 @@ def test_evaluate_reproduces_training_scores_exactly(tmp_path, kw):
     assert ev["metric"] == res["metric"] and ev["trained"]["val"] == res["val"]
 
 
+@pytest.mark.parametrize("kw", [{}, {"parallel": "graph"}], ids=["gnnpipe-stale", "graph-parallel"])
+def test_pipe_model_evaluates_single_process(tmp_path, kw):
+    """A 2-rank ``--trainer pipe`` run saves an ordinary GNNStack model (rank 0 gathers every
+    stage's layers); ``evaluate`` in this process gives the scores the run reported. GNNPipe's
+    evaluation is an exact full-graph forward with the current weights (staleness is a
+    training-time matter), so they are equal to the bit. The graph-parallel baseline sums its
+    partitions' correct counts and divides in float64, while single-process ``accuracy`` is a
+    float32 mean: the same fraction, rounded differently (within 1e-7)."""
+    data = load_dataset("synthetic-sbm", num_nodes=300, num_classes=3, num_features=16, homophily=0.8,
+                        feature_signal=1.0, seed=1)
+    path = tmp_path / "pipe.pt"
+    res = train(data=data, trainer="pipe", stages=2, layers=3, hidden=16, epochs=4, threads_per_rank=1, quiet=True,
+                save_model=str(path), **kw)
+    ev = evaluate(path, data=data)
+    if kw:
+        assert (ev["val"], ev["test"]) == pytest.approx((res["val"], res["test"]), abs=1e-7)
+    else:
+        assert (ev["val"], ev["test"]) == (res["val"], res["test"])
+    assert load_model(path).spec["trainer"] == "pipe"
+    assert predict(path, data=data)["prob"].shape == (300, 3)
+
+
 def test_cross_validated_model_evaluates_every_fold(tmp_path, data_root):
     res, path = _trained(tmp_path, dataset="MUTAG", data_root=str(data_root), folds=2, epochs=2)
     ev = evaluate(path)

@@ -128,7 +128,12 @@ class GraphParallelTrainer:
         self.full = MiniBatch.full(dataset, dev)
         self.n = self.full.num_nodes
         self.widths = layer_widths(self.model, self.full)
-        self.assignment = shared_assignment(self.comm, dataset.graph, self.P).to(dev)
+        self.pc = PipeCheckpoint(checkpoint, self.comm, "graph")
+        self.part = self.pc.load()  # the checkpoint to resume from (None: a fresh start)
+        # resuming reuses the checkpoint's partition: METIS need not give the same one twice
+        self.assignment = (self.part["assignment"] if self.part is not None else
+                 shared_assignment(self.comm, dataset.graph, self.P)).to(dev)
+        self.parts_of = self.assignment
         self.parts = [c.to(dev) for c in part_nodes(self.assignment.cpu(), self.P)]
         own = self.parts[self.p]
         tmask = train_mask(self.n, split, dev)
@@ -229,8 +234,7 @@ class GraphParallelTrainer:
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
-        pc = PipeCheckpoint(self.checkpoint, comm, "graph")
-        part, start, stopped = pc.load(), 1, False
+        pc, part, start, stopped = self.pc, self.part, 1, False
         if part is not None:
             self.load_state_dict(part["trainer"])
             start, stopped = load_loop(part, sel, [busy, wall, sent, recv], comm)
@@ -252,7 +256,7 @@ class GraphParallelTrainer:
                 print(f"epoch {epoch:4d} loss {loss:.4f}" + (f" val {rec['valid']:.4f} test {rec['test']:.4f}"
                       if evaluated else "") + f" {w:.2f}s", flush=True)
             stop = sel.update(self.model, rec, evaluated)
-            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(),
+            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(), "assignment": self.parts_of.cpu(),
                                                      **loop_state(e, st, sel, [busy, wall, sent, recv], comm)},
                           finished=stop or epoch == c.epochs)
             if stop:

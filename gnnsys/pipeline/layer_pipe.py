@@ -87,7 +87,12 @@ class LayerPipeTrainer:
         self.full = MiniBatch.full(dataset, dev)
         self.n = self.full.num_nodes
         self.widths = layer_widths(self.model, self.full)
-        self.assignment = shared_assignment(self.comm, dataset.graph, self.K).to(dev)
+        self.pc = PipeCheckpoint(checkpoint, self.comm, "layer")
+        self.part = self.pc.load()  # the checkpoint to resume from (None: a fresh start)
+        # resuming reuses the checkpoint's partition: METIS need not give the same one twice
+        self.assignment = (self.part["assignment"] if self.part is not None else
+                 shared_assignment(self.comm, dataset.graph, self.K)).to(dev)
+        self.parts_of = self.assignment
         self.chunk_nodes = [c.to(dev) for c in part_nodes(self.assignment.cpu(), self.K)]
         tmask = train_mask(self.n, split, dev)
         self.n_train = int(tmask.sum())
@@ -294,8 +299,7 @@ class LayerPipeTrainer:
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
-        pc = PipeCheckpoint(self.checkpoint, comm, "layer")
-        part, start, stopped = pc.load(), 1, False
+        pc, part, start, stopped = self.pc, self.part, 1, False
         if part is not None:
             self.load_state_dict(part["trainer"])
             start, stopped = load_loop(part, sel, [busy, wall, sent, recv], comm)
@@ -326,7 +330,7 @@ class LayerPipeTrainer:
                 print(f"epoch {epoch:4d} loss {rec['loss']:.4f}" + (f" val {rec['valid']:.4f} test {rec['test']:.4f}"
                       if evaluated else "") + f" {'stale' if stale else 'exact'} {wall[-1]:.2f}s", flush=True)
             stop = sel.update(self.model, rec, evaluated)
-            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(),
+            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(), "assignment": self.parts_of.cpu(),
                                                      **loop_state(e, st, sel, [busy, wall, sent, recv], comm)},
                           finished=stop or epoch == c.epochs)
             if stop:

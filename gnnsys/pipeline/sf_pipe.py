@@ -78,7 +78,12 @@ class SFPipeTrainer:
         self.first, self.last = self.s == 0, self.s == self.P - 1
         params = [p for i in self.layers for p in self.all_layers[i].parameters()]
         self.opt = torch.optim.Adam(params, lr=self.st.lr, weight_decay=self.st.weight_decay)
-        assignment = shared_assignment(self.comm, dataset.graph, self.K).to(dev)
+        self.pc = PipeCheckpoint(checkpoint, self.comm, "sf")
+        self.part = self.pc.load()  # the checkpoint to resume from (None: a fresh start)
+        # resuming reuses the checkpoint's partition: METIS need not give the same one twice
+        assignment = (self.part["assignment"] if self.part is not None else
+                 shared_assignment(self.comm, dataset.graph, self.K)).to(dev)
+        self.parts_of = assignment
         self.assign = torch.cat([assignment, torch.full((self.C,), self.K, dtype=torch.long, device=dev)])
         chunks = [c.to(dev) for c in part_nodes(assignment.cpu(), self.K)]
         self.chunk_nodes = chunks + [torch.arange(self.n, self.n + self.C, device=dev)]
@@ -194,8 +199,7 @@ class SFPipeTrainer:
         c, comm = self.cfg, self.comm
         sel = Selector(c)
         busy, wall, sent, recv = [], [], [], []
-        pc = PipeCheckpoint(self.checkpoint, comm, "sf")
-        part, start, stopped = pc.load(), 1, False
+        pc, part, start, stopped = self.pc, self.part, 1, False
         if part is not None:
             self.load_state_dict(part["trainer"])
             start, stopped = load_loop(part, sel, [busy, wall, sent, recv], comm)
@@ -227,7 +231,7 @@ class SFPipeTrainer:
                 print(f"epoch {epoch:4d} loss {rec['loss']:.4f}" + (f" val {rec['valid']:.4f} test {rec['test']:.4f}"
                       if evaluated else "") + f" {wall[-1]:.2f}s", flush=True)
             stop = sel.update(torch.nn.ModuleList(self.all_layers), rec, evaluated)
-            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(),
+            pc.epoch_done(lambda e=epoch, st=stop: {"trainer": self.state_dict(), "assignment": self.parts_of.cpu(),
                                                      **loop_state(e, st, sel, [busy, wall, sent, recv], comm)},
                           finished=stop or epoch == c.epochs)
             if stop:
