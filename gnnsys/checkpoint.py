@@ -29,10 +29,11 @@ holds no checkpoint) loads the newest file that reads back whole; a truncated or
 newest file is skipped with a warning naming it. A folder that already holds checkpoints is
 never silently overwritten by a fresh run.
 
-Not checkpointed: GNNPipe (``--trainer pipe``: its state is spread over the ranks; the config
-refuses checkpoints there) and the contents of the tiered feature store's cache (they decide
-which tier serves a row, never its value, so results are unchanged; the cache re-warms and
-the per-epoch traffic counters after a resume differ from an uninterrupted run's).
+GNNPipe (``--trainer pipe``) writes one part per rank and a manifest in this format
+(``gnnsys.pipeline.ckpt``). Not checkpointed: the contents of the tiered feature store's
+cache (they decide which tier serves a row, never its value, so results are unchanged; the
+cache re-warms and the per-epoch traffic counters after a resume differ from an
+uninterrupted run's).
 """
 
 from __future__ import annotations

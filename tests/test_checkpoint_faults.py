@@ -200,18 +200,21 @@ def _pipe_cut(step: int):
     return PipeCheckpoint, orig, epoch_done
 
 
-def _pipe_crashed(tmp_path: Path, step: int) -> Path:
+def _pipe_crashed(tmp_path: Path, step: int, kw: dict | None = None) -> Path:
     cls, orig, cut = _pipe_cut(step)
     cls.epoch_done = cut
     try:
         with pytest.raises(Stop):
-            train(**PIPE, checkpoint_dir=str(tmp_path / "ck"))
+            train(**(kw or PIPE), checkpoint_dir=str(tmp_path / "ck"))
     finally:
         cls.epoch_done = orig
     return tmp_path / "ck"
 
 
-def test_pipe_one_rank_resume_and_a_torn_cut(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", [{}, {"pipe_train": "sf", "pipe_smoothing": 0.0},
+                                  {"parallel": "graph", "pipe_smoothing": 0.0, "chunks": None}],
+                         ids=["gnnpipe", "sf", "graph"])
+def test_pipe_one_rank_resume_and_a_torn_cut(tmp_path, monkeypatch, mode):
     """In process (one rank): a run cut after epoch 3 resumes from the epoch-2 checkpoint,
     ignoring a half-written epoch-4 rank part that no manifest names, and ends as an
     uninterrupted run; the folder keeps only the parts the kept manifests name.
@@ -221,14 +224,16 @@ def test_pipe_one_rank_resume_and_a_torn_cut(tmp_path, monkeypatch):
     all (it reuses the checkpoint's partition)."""
     from gnnsys.pipeline import common
 
+    kw = {**PIPE, **mode}
+
     monkeypatch.setattr(common, "metis_assignment", lambda g, k: torch.arange(g.num_nodes) * k // g.num_nodes)
-    ref = train(**PIPE)
-    ck = _pipe_crashed(tmp_path, 3)
+    ref = train(**kw)
+    ck = _pipe_crashed(tmp_path, 3, kw)
     assert sorted(p.name for p in ck.iterdir()) == ["ckpt-00000002.pt", "pipe-00000002"]
     (ck / "pipe-00000004").mkdir()
     (ck / "pipe-00000004" / "rank-0.pt").write_bytes(b"torn")  # a crash before the manifest
     monkeypatch.setattr(common, "metis_assignment", None)  # resuming must not partition again
-    res = train(**PIPE, checkpoint_dir=str(ck), resume="latest")
+    res = train(**kw, checkpoint_dir=str(ck), resume="latest")
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in res["runs"][0]["history"]]
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in ref["runs"][0]["history"]]
     assert (res["val"], res["test"]) == (ref["val"], ref["test"])
