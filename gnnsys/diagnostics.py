@@ -109,11 +109,7 @@ def diagnose(
     """Variance curves and summaries per scheme (see the module docstring)."""
     from gnnsys.api import initialize, model_for, seed_everything
 
-    bad = [s for s in schemes if s not in INITS]
-    if bad:
-        raise ConfigError(f"unknown init scheme(s) {bad}; choose from {INITS}")
-    if repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    check_options(schemes, layer, layers, hidden, repeats)
     out: dict[str, Any] = {"dataset": dataset.name, "layer": layer, "layers": layers, "hidden": hidden,
                            "seed": seed, "repeats": repeats, "schemes": {}}
     for scheme in schemes:
@@ -192,12 +188,30 @@ def plot(res: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
+def check_options(schemes: list[str], layer: str, layers: int, hidden: int, repeats: int) -> None:
+    """``ConfigError`` for an unknown scheme or layer, or sizes below one (checked before the
+    dataset is loaded, so a bad value is reported at once)."""
+    from gnnsys.models.registry import get_layer
+
+    bad = [s for s in schemes if s not in INITS]
+    if bad or not schemes:
+        raise ConfigError(f"unknown init scheme(s) {bad or schemes}; choose from {INITS}")
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    if layers < 1:
+        raise ConfigError(f"--layers must be >= 1, got {layers}")
+    if hidden < 1:
+        raise ConfigError(f"hidden and out_dim must be positive (got --hidden {hidden})")
+    get_layer(layer)
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``gnnsys diagnose-variance``."""
     from gnnsys.datasets import load_dataset
 
-    dataset = load_dataset(args.dataset, root=args.data_root)
     schemes = [s.strip() for s in args.init.split(",") if s.strip()]
+    check_options(schemes, args.layer, args.layers, args.hidden, args.repeats)  # before any data is read
+    dataset = load_dataset(args.dataset, root=args.data_root)
     res = diagnose(dataset, schemes, args.layer, args.layers, args.hidden, args.seed, args.repeats)
     print(format_report(res), flush=True)
     if args.plot:
