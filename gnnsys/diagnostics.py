@@ -193,9 +193,11 @@ def check_options(schemes: list[str], layer: str, layers: int, hidden: int, repe
     dataset is loaded, so a bad value is reported at once)."""
     from gnnsys.models.registry import get_layer
 
+    if not schemes:
+        raise ConfigError(f"--init names no scheme; pass one or more of {INITS}, comma-separated")
     bad = [s for s in schemes if s not in INITS]
-    if bad or not schemes:
-        raise ConfigError(f"unknown init scheme(s) {bad or schemes}; choose from {INITS}")
+    if bad:
+        raise ConfigError(f"unknown init scheme(s) {bad}; choose from {INITS}")
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     if layers < 1:
