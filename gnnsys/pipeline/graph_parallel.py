@@ -31,7 +31,7 @@ from gnnsys.pipeline.ckpt import PipeCheckpoint, load_loop, loop_state
 from gnnsys.pipeline.comm import Comm, pair_rounds
 from gnnsys.pipeline.common import Selector, bubble, layer_widths, shared_assignment, train_mask
 from gnnsys.pipeline.launch import DistContext
-from gnnsys.pipeline.layer_pipe import gather_all
+from gnnsys.pipeline.layer_pipe import gather_series
 from gnnsys.pipeline.local import LocalBatch, local_batch
 from gnnsys.pipeline.partition import halo_sizes, part_nodes
 from gnnsys.trainers.backprop import clip_parts
@@ -263,13 +263,7 @@ class GraphParallelTrainer:
                 break
         seconds = time.perf_counter() - t_start
         sel.restore(self.model)
-        mine = torch.tensor([busy, wall, sent, recv], dtype=torch.float64, device=self.dev)
-        allr = [mine]
-        if self.P > 1:
-            allr = [torch.zeros_like(mine) for _ in range(self.P)]
-            with comm.in_phase("report"):
-                gather_all(comm, mine, allr)
-        per = [t.cpu() for t in allr]
+        per = gather_series(comm, [busy, wall, sent, recv], self.dev)
         e = len(wall)
         out = {
             "metric": "acc", "best_epoch": sel.best_epoch, "val": sel.best_val, "test": sel.test_at_best,

@@ -348,14 +348,7 @@ class LayerPipeTrainer:
                 seconds: float) -> dict[str, Any]:
         comm = self.comm
         e = len(wall)
-        mine = torch.tensor([busy, wall, sent, recv], dtype=torch.float64, device=self.dev)
-        allr = [torch.zeros_like(mine) for _ in range(self.P)]
-        with comm.in_phase("report"):
-            if self.P > 1:
-                gather_all(comm, mine, allr)
-            else:
-                allr = [mine]
-        per = [t.cpu() for t in allr]
+        per = gather_series(comm, [busy, wall, sent, recv], self.dev)
         b_meas = bubble([t[0].tolist() for t in per], [t[1].tolist() for t in per])
         epoch_s = [max(float(t[1][j]) for t in per) for j in range(e)]
         train_bytes = [int(sum(float(t[2][j]) for t in per)) for j in range(e)]
@@ -382,6 +375,18 @@ class LayerPipeTrainer:
                 "grad_clip": self.cfg.grad_clip,
             },
         }
+
+
+def gather_series(comm: Any, series: list[list[float]], device: torch.device) -> list[torch.Tensor]:
+    """Every rank's per-epoch series (equal lengths on all ranks), one CPU ``float64`` matrix
+    per rank (row i = ``series[i]``), gathered in the ``report`` phase."""
+    mine = torch.tensor(series, dtype=torch.float64, device=device)
+    out = [mine]
+    if comm.world > 1:
+        out = [torch.zeros_like(mine) for _ in range(comm.world)]
+        with comm.in_phase("report"):
+            gather_all(comm, mine, out)
+    return [t.cpu() for t in out]
 
 
 def gather_all(comm: Any, mine: torch.Tensor, out: list[torch.Tensor]) -> None:

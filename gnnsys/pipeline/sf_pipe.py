@@ -33,7 +33,7 @@ from gnnsys.metrics import accuracy
 from gnnsys.pipeline.ckpt import PipeCheckpoint, load_loop, loop_state
 from gnnsys.pipeline.common import Selector, bubble, gpipe_bubble, shared_assignment, stage_ranges, train_mask
 from gnnsys.pipeline.launch import DistContext
-from gnnsys.pipeline.layer_pipe import gather_all
+from gnnsys.pipeline.layer_pipe import gather_series
 from gnnsys.pipeline.local import LocalBatch, local_batch
 from gnnsys.pipeline.partition import part_nodes
 from gnnsys.trainers.forward.common import (
@@ -238,13 +238,7 @@ class SFPipeTrainer:
                 break
         seconds = time.perf_counter() - t_start
         sel.restore(torch.nn.ModuleList(self.all_layers))
-        mine = torch.tensor([busy, wall, sent, recv], dtype=torch.float64, device=self.dev)
-        allr = [mine]
-        if self.P > 1:
-            allr = [torch.zeros_like(mine) for _ in range(self.P)]
-            with comm.in_phase("report"):
-                gather_all(comm, mine, allr)
-        per = [t.cpu() for t in allr]
+        per = gather_series(comm, [busy, wall, sent, recv], self.dev)
         e = len(wall)
         widths = [self.x0.size(1)] + [self.st.hidden] * self.L
         return {
