@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnnsys import Dataset, Graph, InMemoryFeatureStore, load_dataset
+from gnnsys import InMemoryFeatureStore, load_dataset
 from gnnsys.api import evaluate, load_model, predict, train
 from gnnsys.cli import main
 from gnnsys.config import TrainConfig
@@ -98,23 +98,8 @@ def test_predict_node_classes_agree_with_the_test_score(tmp_path):
     assert np.allclose(np.load(npy), table, atol=1e-8)
 
 
-def _link_dataset() -> Dataset:
-    base = load_dataset("synthetic-sbm")
-    g = torch.Generator().manual_seed(0)
-    ei = base.graph.to_edge_index()
-    und = ei[:, ei[0] < ei[1]]
-    perm = torch.randperm(und.size(1), generator=g)
-    k = und.size(1) // 10
-    val, test, tr = und[:, perm[:k]], und[:, perm[k:2 * k]], und[:, perm[2 * k:]]
-    graph = Graph.from_edge_index(tr, base.num_nodes, make_undirected=True)
-    neg = lambda m: torch.randint(0, base.num_nodes, (2, m), generator=g)  # noqa: E731
-    return Dataset(name="sbm-link", task="link", graph=graph, features=InMemoryFeatureStore(base.features.all()),
-                   labels=None, split={"train": tr, "valid": val, "valid_neg": neg(k), "test": test,
-                                       "test_neg": neg(k)}, num_classes=1, metric="rocauc")
-
-
-def test_link_model_scores_given_pairs(tmp_path):
-    ds = _link_dataset()
+def test_link_model_scores_given_pairs(tmp_path, sbm_link_dataset):
+    ds = sbm_link_dataset
     path = tmp_path / "link.pt"
     res = train(TrainConfig(dataset="sbm-link", epochs=3, quiet=True, hidden=16, batch_size=8192,
                             link_head="dot", save_model=str(path)), ds)

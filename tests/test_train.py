@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from gnnsys import Dataset, InMemoryFeatureStore, load_dataset
+from gnnsys import Dataset, load_dataset
 from gnnsys.api import train
 from gnnsys.cli import main
 from gnnsys.config import TrainConfig
@@ -38,21 +38,8 @@ def test_graph_training_separates_dense_from_sparse():
     assert res["test"] >= 0.85
 
 
-def test_link_training_beats_chance():
-    base = load_dataset("synthetic-sbm")
-    g = torch.Generator().manual_seed(0)
-    ei = base.graph.to_edge_index()
-    und = ei[:, ei[0] < ei[1]]
-    perm = torch.randperm(und.size(1), generator=g)
-    k = und.size(1) // 10
-    val, test, tr = und[:, perm[:k]], und[:, perm[k:2 * k]], und[:, perm[2 * k:]]
-    from gnnsys import Graph
-
-    graph = Graph.from_edge_index(tr, base.num_nodes, make_undirected=True)
-    neg = lambda m: torch.randint(0, base.num_nodes, (2, m), generator=g)  # noqa: E731
-    ds = Dataset(name="sbm-link", task="link", graph=graph, features=InMemoryFeatureStore(base.features.all()),
-                 labels=None, split={"train": tr, "valid": val, "valid_neg": neg(k), "test": test,
-                                     "test_neg": neg(k)}, num_classes=1, metric="rocauc")
+def test_link_training_beats_chance(sbm_link_dataset):
+    ds = sbm_link_dataset
     res = train(TrainConfig(dataset="sbm-link", epochs=30, quiet=True, hidden=64, lr=0.01, batch_size=4096,
                             link_head="dot"), ds)
     assert res["task"] == "link"
