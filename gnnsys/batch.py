@@ -134,4 +134,7 @@ def _operator_to(op: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     t = getattr(op, "_gnnsys_transpose", None)
     if t is not None:
         out._gnnsys_transpose = out if t is op else t.to(device)
+    mean_t = getattr(op, "_gnnsys_mean_transpose", None)
+    if mean_t is not None:
+        out._gnnsys_mean_transpose = tuple(a.to(device) for a in mean_t)
     return out

@@ -142,7 +142,7 @@ class BuildOperators:
 
         for norm in self.norms:
             op = batch.adj(norm)
-            if self.transpose and op.is_sparse_csr:
+            if self.transpose and op.is_sparse_csr and not hasattr(op, "_gnnsys_mean_transpose"):
                 csr_transpose(op)
         return batch
 
@@ -194,7 +194,7 @@ def ready(batch: MiniBatch) -> MiniBatch:
     stream.wait_event(event)
     tensors = [v for v in vars(batch).values() if isinstance(v, torch.Tensor)]
     for op in batch._adj.values():
-        for a in (op, getattr(op, "_gnnsys_transpose", None)):
+        for a in (op, getattr(op, "_gnnsys_transpose", None), *getattr(op, "_gnnsys_mean_transpose", ())):
             if a is not None:
                 tensors += [a.crow_indices(), a.col_indices(), a.values()] if a.is_sparse_csr else [a]
     for t in tensors:

@@ -100,9 +100,22 @@ def csr_operator(
     else:
         w = torch.ones(col.numel(), device=dev) if edge_weight is None else edge_weight.to(dev).float()
         op = _csr_operator_torch(crow, col, num_nodes, w, norm, degree)
-    if symmetric and edge_weight is None and degree is None and norm in ("sum", "gcn"):
-        op._gnnsys_transpose = op
+    if symmetric and edge_weight is None and degree is None:
+        if norm in ("sum", "gcn"):
+            op._gnnsys_transpose = op
+        elif norm == "mean":
+            _attach_mean_transpose(op, crow, col, num_nodes)
     return op
+
+
+def _attach_mean_transpose(op: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, n: int) -> None:
+    """On a symmetric structure the mean operator ``P = D^-1 A`` has ``P^T = A D^-1``: the
+    backward pass multiplies by the unit-valued ``A`` (same row pointer and columns) after
+    scaling the gradient's rows by ``1 / deg``, so no transposed CSR is built."""
+    deg = crow.diff()
+    inv = 1.0 / deg.clamp_min(1).to(torch.float32)
+    ones = torch.ones(col.numel(), dtype=torch.float32, device=col.device)
+    op._gnnsys_mean_transpose = (_csr(crow, col, ones, n), inv)
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> torch.Tensor:
@@ -243,10 +256,24 @@ class _CSRMatmul(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        t = csr_transpose(ctx.op)
-        if t.device.type == "cpu":
-            return None, spmm_cpu(t, grad)
-        return None, torch.sparse.mm(t, grad)
+        return None, transpose_product(ctx.op, grad)
+
+
+def transpose_product(op: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``op.T @ grad`` for a CSR operator: by its own transpose when it carries one (a
+    symmetric operator is its own), as ``A (D^-1 grad)`` for a mean operator of a symmetric
+    structure (``csr_operator``), else by the transpose built once (``csr_transpose``)."""
+    mean_t = None if hasattr(op, "_gnnsys_transpose") else getattr(op, "_gnnsys_mean_transpose", None)
+    if mean_t is not None:
+        unit, inv = mean_t
+        t, grad = unit, grad * inv.to(grad.dtype).unsqueeze(1)
+    else:
+        t = csr_transpose(op)
+    if t.dtype != grad.dtype:
+        t = t.to(grad.dtype)
+    if t.device.type == "cpu":
+        return spmm_cpu(t, grad)
+    return torch.sparse.mm(t, grad)
 
 
 def propagate(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

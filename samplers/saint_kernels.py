@@ -215,3 +215,33 @@ def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src,
         ecnt[s] = m
         _sort_jit(src, dst, eid, eoff[s], m, c, t_src, t_dst, t_eid, crow, doff[s] + s)
     return nodes, ncnt, ecnt, crow
+
+
+@njit(cache=True, nogil=True)
+def searchsorted_right_sorted(table, keys):  # pragma: no cover - compiled
+    """``np.searchsorted(table, keys, side="right")`` for ascending ``keys``: each search
+    gallops forward from the previous answer (a gap of ``table.size / keys.size`` entries on
+    average), so it touches a few cache lines near the last one instead of a fresh binary
+    search from the top of a table much larger than the cache."""
+    n = table.shape[0]
+    out = np.empty(keys.shape[0], np.int64)
+    lo = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        # gallop: the first hi with table[hi] > k, between lo and lo + step
+        step = 1
+        hi = lo
+        while hi < n and table[hi] <= k:
+            lo = hi + 1
+            hi = lo + step
+            step <<= 1
+        if hi > n:
+            hi = n
+        while lo < hi:  # binary search in [lo, hi): table[lo - 1] <= k < table[hi] (hi < n)
+            mid = (lo + hi) >> 1
+            if table[mid] <= k:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from gnnsys.samplers.saint_base import SaintSampler
+from gnnsys.samplers.saint_kernels import searchsorted_right_sorted
 
 from gnnsys.errors import ConfigError
 from gnnsys.graph import Graph
@@ -67,8 +68,8 @@ class SaintNodeSampler(SaintSampler):
         if not self._cpu:
             return self._draw_group([gen])[0]
         r = gen.integers(0, self._total, self.budget)
-        r.sort()  # sorted queries: searchsorted walks the table in order (cache friendly)
-        return np.searchsorted(self._cum_np, r, side="right")
+        r.sort()  # the multiset of draws is all that matters: sorted, each search starts at the last
+        return searchsorted_right_sorted(self._cum_np, r)
 
     def _draw_group(self, gens: list[Any]) -> Any:
         if self._cpu:

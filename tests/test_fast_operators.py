@@ -200,3 +200,44 @@ def test_virtual_node_batches_keep_csr_order(direction):
     assert torch.equal(fast.csr_ptr, crow)
     for norm in NORMS:
         torch.testing.assert_close(fast.adj(norm).to_dense(), ref.adj(norm).to_dense(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_symmetric_mean_operator_backward_without_transpose(dtype):
+    """On an undirected structure the mean operator's backward multiplies by the unit
+    adjacency after scaling the gradient by 1/deg (``P^T = A D^-1``); it equals dense autograd,
+    isolated nodes included, and builds no transposed CSR."""
+    from gnnsys.sparse import transpose_product
+
+    n = 70
+    ei = _graph(n, 300, True, seed=8, isolated=6)
+    crow, col, _ = _row_sorted(ei, n)
+    op = csr_operator(crow, col, n, None, "mean", symmetric=True)
+    assert hasattr(op, "_gnnsys_mean_transpose") and not hasattr(op, "_gnnsys_transpose")
+    dense = propagation_matrix(ei, n, None, "mean").to_dense().double()
+    x = torch.randn(n, 5, dtype=torch.float64)
+    g = torch.randn(n, 5, dtype=torch.float64)
+    xd = x.to(dtype).requires_grad_()
+    out = propagate(op, xd)
+    (out * g.to(dtype)).sum().backward()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.double(), dense @ x, **tol)
+    torch.testing.assert_close(xd.grad.double(), dense.t() @ g, **tol)
+    assert not hasattr(op, "_gnnsys_transpose")  # no transposed CSR was built
+    torch.testing.assert_close(transpose_product(op, g.float()).double(), dense.t() @ g, rtol=1e-5, atol=1e-6)
+    # weighted or directed mean operators still use their built transpose
+    w = torch.rand(col.numel()) + 0.5
+    assert not hasattr(csr_operator(crow, col, n, w, "mean", symmetric=True), "_gnnsys_mean_transpose")
+    assert not hasattr(csr_operator(crow, col, n, None, "mean"), "_gnnsys_mean_transpose")
+
+
+def test_galloping_search_equals_numpy_searchsorted():
+    import numpy as np
+    from gnnsys.samplers.saint_kernels import searchsorted_right_sorted
+
+    rng = np.random.default_rng(0)
+    for n, k in [(1, 5), (7, 200), (100_000, 3000), (50, 100_000), (0, 4)]:
+        table = np.cumsum(rng.integers(0, 4, n)).astype(np.int64)  # repeats: zero-degree nodes
+        hi = int(table[-1]) + 3 if n else 3
+        keys = np.sort(rng.integers(-2, hi, k))
+        np.testing.assert_array_equal(searchsorted_right_sorted(table, keys), np.searchsorted(table, keys, "right"))
