@@ -112,9 +112,12 @@ def _attach_mean_transpose(op: torch.Tensor, crow: torch.Tensor, col: torch.Tens
     """On a symmetric structure the mean operator ``P = D^-1 A`` has ``P^T = A D^-1``: the
     backward pass multiplies by the unit-valued ``A`` (same row pointer and columns) after
     scaling the gradient's rows by ``1 / deg``, so no transposed CSR is built."""
-    deg = crow.diff()
-    inv = 1.0 / deg.clamp_min(1).to(torch.float32)
-    ones = torch.ones(col.numel(), dtype=torch.float32, device=col.device)
+    if col.device.type == "cpu":  # numpy: small torch ops would each start the OpenMP team
+        inv = torch.from_numpy(1.0 / np.maximum(np.diff(crow.numpy()), 1).astype(np.float32))
+        ones = torch.from_numpy(np.ones(col.numel(), dtype=np.float32))
+    else:
+        inv = 1.0 / crow.diff().clamp_min(1).to(torch.float32)
+        ones = torch.ones(col.numel(), dtype=torch.float32, device=col.device)
     op._gnnsys_mean_transpose = (_csr(crow, col, ones, n), inv)
 
 
