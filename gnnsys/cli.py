@@ -127,7 +127,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     # --- end out-of-core features
     a("--prefetch", type=int, default=None,
       help="batches the loading pipeline prepares ahead in a worker thread (0: off; default: on for "
-           "GraphSAINT sampling and for features off the compute device)")
+           "features off the compute device, and for GraphSAINT sampling when the worker has a core "
+           "torch's threads leave free or the model runs on a GPU)")
     a("--forward-variant", default=None,
       help="ForwardGNN variant: ff-la, ff-vn, sf, sf-top2input, sf-top2loss (node); "
            "forward-ce, forward-ff, top-down (link)")

@@ -21,8 +21,10 @@ thread while the current one computes.
 
 Prefetching (``prefetch=N``) runs every stage for the next ``N`` batches in one worker thread;
 the stages draw no numbers from torch's global generator, so a run gives the same batches, in
-the same order, bit for bit, with or without it. On by default when the features live off the
-compute device or when the source samples subgraphs (``prefetch=None``).
+the same order, bit for bit, with or without it. On by default (``prefetch=None``) when the
+features live off the compute device (the fetch waits on a disk or a copy), or when the source
+samples subgraphs and the worker has a core of its own (an accelerator computes, or torch's
+threads leave a CPU core free).
 """
 
 from __future__ import annotations
@@ -267,7 +269,7 @@ class LoadingPipeline:
         store = fetch.features
         self.lookahead = int(lookahead if lookahead is not None else getattr(store, "lookahead", 0) or 0)
         if prefetch is None:
-            prefetch = 1 if _samples(source) or _off_device(store, self.device) else 0
+            prefetch = 1 if _off_device(store, self.device) or (_samples(source) and _spare_core(self.device)) else 0
         self.prefetch = prefetch
         fetch.single_threaded = prefetch > 0
         self.last_epoch_stats: dict[str, Any] = {}
@@ -332,6 +334,19 @@ def _samples(source: Any) -> bool:
     from gnnsys.samplers.saint_base import SaintLoader, SaintSampler
 
     return isinstance(source, SaintSampler | SaintLoader)
+
+
+def _spare_core(device: torch.device) -> bool:
+    """Whether a worker thread can sample beside the model without taking a core from it: the
+    model computes on an accelerator, or torch's threads leave a CPU core free. On a CPU whose
+    every core runs torch's OpenMP team, the worker only competes with it (each parallel region
+    waits for its slowest member), and sampling inline, a group of subgraphs over all cores at
+    once, is faster."""
+    if device.type != "cpu":
+        return True
+    from gnnsys.threads import usable_cores
+
+    return usable_cores() > torch.get_num_threads()
 
 
 def _off_device(store: FeatureStore | None, device: torch.device) -> bool:

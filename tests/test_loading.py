@@ -173,3 +173,30 @@ def test_feature_store_options_are_checked():
                        (dict(features="tiered", cache_window=0), "cache-window")):
         with pytest.raises(ConfigError, match=match):
             TrainConfig(**bad).validate()
+
+
+def test_default_prefetch_needs_a_core_of_its_own_or_features_off_device(sbm, tmp_path, monkeypatch):
+    """Sampling runs ahead in the worker only where torch's threads leave it a core; features
+    off the compute device (a disk tier) are always prefetched; full-graph batches never."""
+    from gnnsys.storage import DiskFeatureStore
+
+    import gnnsys.threads as threads
+
+    s = SaintRandomWalkSampler(sbm.graph, 30, 2, sbm.split["train"], seed=3)
+    prev = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+        torch.set_num_threads(4)
+        assert LoadingPipeline(s, sbm).prefetch == 0  # every core computes: inline
+        torch.set_num_threads(2)
+        assert LoadingPipeline(s, sbm).prefetch == 1  # a core to spare
+        assert LoadingPipeline(FullGraphLoader(sbm), sbm).prefetch == 0
+        torch.set_num_threads(4)
+        path = tmp_path / "x.npy"
+        import numpy as np
+
+        np.save(path, sbm.features.all().numpy())
+        disk = FetchFeatures(DiskFeatureStore(path), sbm.labels)
+        assert LoadingPipeline(s, fetch=disk).prefetch == 1  # the fetch waits on the disk
+    finally:
+        torch.set_num_threads(prev)
