@@ -375,13 +375,18 @@ def sparse_input(x: torch.Tensor) -> torch.Tensor | None:
     return _cached_on(x, "_gnnsys_csr", compute)
 
 
-def linear(x: torch.Tensor, lin: torch.nn.Module, bias: bool = True) -> torch.Tensor:
+def linear(x: torch.Tensor, lin: torch.nn.Module, bias: bool = True, add: torch.Tensor | None = None) -> torch.Tensor:
     """``lin(x)`` for a ``Linear`` (``weight``, optional ``bias``; ``bias=False`` leaves it
     out), as a CSR matmul when ``x`` is a CSR matrix or a mostly-zero input
-    (``sparse_input``); the same values up to float rounding."""
+    (``sparse_input``); the same values up to float rounding. ``add``: return ``add + lin(x)``,
+    accumulated by the matmul itself where it can (no separate pass over the output)."""
     b = getattr(lin, "bias", None) if bias else None
     csr = x if x.is_sparse_csr else sparse_input(x)
     if csr is None or csr.dtype != lin.weight.dtype:
-        return torch.nn.functional.linear(x, lin.weight, b)
+        if add is not None and b is None and not x.is_sparse_csr and add.shape == (x.size(0), lin.weight.size(0)):
+            return torch.addmm(add, x, lin.weight.t())
+        out = torch.nn.functional.linear(x, lin.weight, b)
+        return out if add is None else add + out
     wt = lin.weight.t()
-    return torch.sparse.mm(csr, wt) if b is None else torch.addmm(b, csr, wt)
+    out = torch.sparse.mm(csr, wt) if b is None else torch.addmm(b, csr, wt)
+    return out if add is None else add + out

@@ -47,11 +47,14 @@ class GCNLayer(nn.Module):
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         op = edge_index if is_operator(edge_index) else propagation_matrix(edge_index, x.size(0), edge_weight, "gcn")
+        bias = self.conv.bias
         if self._propagate_first(x):
-            out = self.conv.lin(propagate(op, x))
-        else:
-            out = propagate(op, linear(x, self.conv.lin))
-        return out if self.conv.bias is None else out + self.conv.bias
+            px = propagate(op, x)
+            if bias is not None:  # the bias added by the matmul itself
+                return torch.addmm(bias, px, self.conv.lin.weight.t())
+            return self.conv.lin(px)
+        out = propagate(op, linear(x, self.conv.lin))
+        return out if bias is None else out + bias
 
     def _propagate_first(self, x: torch.Tensor) -> bool:
         if x.is_sparse_csr or x.requires_grad or x.layout != torch.strided:

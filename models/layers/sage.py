@@ -46,4 +46,4 @@ class SAGELayer(nn.Module):
             out = out if lin_l.bias is None else out + lin_l.bias
         else:
             out = lin_l(propagate(op, x))
-        return out + linear(x, self.conv.lin_r) if self.conv.root_weight else out
+        return linear(x, self.conv.lin_r, add=out) if self.conv.root_weight else out
