@@ -7,9 +7,11 @@ pipeline's prefetch thread can gather while the training thread computes.
 from __future__ import annotations
 
 import numpy as np
+from gnnsys.storage.policy_kernels import prefetch
 from numba import njit
 
 _LOW32 = (1 << 32) - 1
+_AHEAD = 16  # admissions ahead whose map lines are asked for (see policy_kernels.prefetch)
 
 
 @njit(cache=True, nogil=True)
@@ -73,7 +75,14 @@ def apply_admissions(slot_of: np.ndarray, node_of_slot: np.ndarray, ids: np.ndar
     """Rows ``ids`` now live in ``slots``: update the slot map and its inverse in one pass. A
     slot's old row leaves the map only if it still points there (an admission earlier in the
     list may have moved it to another slot)."""
-    for k in range(ids.shape[0]):
+    n = ids.shape[0]
+    d = _AHEAD
+    for k in range(n):
+        if k + 2 * d < n:
+            prefetch(node_of_slot, slots[k + 2 * d])
+        if k + d < n:
+            prefetch(slot_of, node_of_slot[slots[k + d]])
+            prefetch(slot_of, ids[k + d])
         s = slots[k]
         old = node_of_slot[s]
         if old >= 0 and slot_of[old] == s:

@@ -47,6 +47,7 @@ ORACLE_POLICIES = ("belady", "best-static")
 DEFAULT_WINDOW = 256
 
 _EMPTY = np.zeros(0, np.int64)
+_NO_SLOT_OF = np.zeros(0, np.int32)  # "no maps to update" for the kernels that can update the store's
 _STAMP_LIMIT = (1 << 31) - (1 << 24)  # int32 counters are renumbered before they get here
 
 
@@ -59,6 +60,7 @@ class CachePolicy:
     name = "policy"
     dynamic = False  # changes the cache while training
     lookahead = 0  # batches ahead the policy wants to see through plan()
+    updates_maps = False  # step(..., maps) applies its admissions to the store's slot maps itself
 
     def __init__(self) -> None:
         self.num_nodes = -1
@@ -87,8 +89,13 @@ class CachePolicy:
     def _bind(self) -> np.ndarray:
         return _EMPTY
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Admissions for a batch: ``(positions in uniq, slots)``. Static policies admit nothing."""
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Admissions for a batch: ``(positions in uniq, slots)``. Static policies admit nothing.
+
+        ``maps``: the store's ``(slot_of, node_of_slot)``, passed only to a policy with
+        ``updates_maps``; such a policy applies its admissions to them in its own pass (one
+        random access fewer per admitted row) and the store leaves them alone."""
         return _EMPTY, _EMPTY
 
     def known_ahead(self) -> int:
@@ -148,7 +155,7 @@ class LRUPolicy(CachePolicy):
                               "use a static or planned policy")
         self.slot_node = np.full(c, -1, np.int32)  # int32 state: half the cache footprint
         self.stamp = np.full(c, -2, np.int32)
-        size = 2 * c + 1024
+        size = 4 * c + 1024  # live entries are at most c: compaction scans 4c entries every 3c appended
         self.log_slot = np.zeros(size, np.int32)
         self.log_stamp = np.zeros(size, np.int32)
         ids = _EMPTY if self.warm is None else ranking(self.warm)[:c]
@@ -160,7 +167,8 @@ class LRUPolicy(CachePolicy):
         self.state = np.array([c, k, 0, k, 0], np.int64)  # capacity, used, head, tail, batch
         return ids
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray, maps: tuple[np.ndarray, np.ndarray] | None = None,
+             off: int = 0) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == 0:
             return _EMPTY, _EMPTY
         st = self.state
@@ -187,6 +195,7 @@ class S3FIFOPolicy(CachePolicy):
 
     name = "s3fifo"
     dynamic = True
+    updates_maps = True
 
     def __init__(self, warm: np.ndarray | None = None) -> None:
         super().__init__()
@@ -203,8 +212,7 @@ class S3FIFOPolicy(CachePolicy):
         self.sq = np.zeros(c1, np.int32)
         self.mq = np.zeros(c1, np.int32)
         self.ghost_time = np.full(self.num_nodes, -1, np.int32)
-        self.rec_of = np.zeros(c1, np.int64)
-        self.rec_batch = np.full(c1, -1, np.int64)
+        self.rec_of = np.zeros(c1, np.int32)
         ids = _EMPTY if self.warm is None else ranking(self.warm)[:c]
         k = ids.size
         self.slot_node[:k] = ids
@@ -213,7 +221,8 @@ class S3FIFOPolicy(CachePolicy):
         self.state = np.array([c, k, 0, 0, 0, k, 0, c // 10, c - c // 10, 0], np.int64)
         return ids
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None, off: int = 0) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == 0:
             return _EMPTY, _EMPTY
         st = self.state
@@ -222,8 +231,9 @@ class S3FIFOPolicy(CachePolicy):
             g = self.ghost_time
             np.copyto(g, np.where(g >= base, g - base, -1).astype(np.int32))
             st[6] -= base
+        slot_of, node_of_slot = (_NO_SLOT_OF, _EMPTY) if maps is None else maps
         return K.s3fifo_step(uniq, slots, self.slot_node, self.freq, self.sq, self.mq, self.ghost_time,
-                             self.state, self.rec_of, self.rec_batch)
+                             self.state, self.rec_of, slot_of, node_of_slot, off)
 
 
 class HybridPolicy(CachePolicy):
@@ -255,16 +265,19 @@ class HybridPolicy(CachePolicy):
         cls = S3FIFOPolicy if self.dynamic_kind == "s3fifo" else LRUPolicy
         self.part = cls(warm=rest if nxt.size else None)
         dyn = self.part.bind(self.num_nodes, self.capacity - self.num_static)
+        self.updates_maps = self.part.updates_maps
         return np.concatenate([static, dyn])
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == self.num_static:
             return _EMPTY, _EMPTY
         rest = np.flatnonzero(slots < 0) if self.num_static == 0 else np.flatnonzero(
             (slots < 0) | (slots >= self.num_static))
         sub_slots = slots[rest]
         sub_slots = np.where(sub_slots >= 0, sub_slots - self.num_static, -1)
-        pos, sl = self.part.step(uniq[rest], sub_slots)
+        sub_maps = None if maps is None else (maps[0], maps[1][self.num_static:])
+        pos, sl = self.part.step(uniq[rest], sub_slots, sub_maps, self.num_static)
         return rest[pos], sl + self.num_static
 
     def describe(self) -> dict[str, Any]:
@@ -394,7 +407,8 @@ class PlannedPolicy(CachePolicy):
     def expects(self, uniq: np.ndarray) -> bool:
         return bool(self.window) and np.array_equal(self._window_ids[0], uniq)
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         b, n = self.window.popleft()
         self._window_ids.popleft()
         self._reserve(0, n)
@@ -463,7 +477,8 @@ class BeladyPolicy(CachePolicy):
         self.t = 0
         return preload
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         t = self.t
         if t >= len(self.batches) or not np.array_equal(self.batches[t], uniq):
             where = "past the end of" if t >= len(self.batches) else f"different from batch {t} of"
