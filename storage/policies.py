@@ -294,7 +294,8 @@ class PlannedPolicy(CachePolicy):
 
     Per batch, each id costs a few array updates (``policy_kernels.planned_enter`` when its
     batch enters the window, ``planned_consume`` when it is served): residents with a next use
-    sit on one lazy stack per batch of the window, the others in a bitmap tree over ranks."""
+    sit on one stack per batch of the window (in the entry ring beside the batch's own entries,
+    no stale entries), the others in a bitmap tree over ranks."""
 
     name = "planned"
     dynamic = True
@@ -314,23 +315,19 @@ class PlannedPolicy(CachePolicy):
         self.node = np.full((n, 4), -1, np.int64)
         self.node[order, K.P_RANK] = np.arange(n)
         self.rank_slot = np.full(n, -1, np.int32)  # slot of each rank-set member
-        self.skey = np.full(c1, -2, np.int32)
-        # one stack of slots per batch of the window (a ring of > window buckets, a power of two)
+        # one stack of slots per batch of the window (a ring of > window buckets, a power of two):
+        # (its first entry in the entry ring, fill)
         self.bk = np.zeros((1 << self.lookahead.bit_length(), 2), np.int64)
-        self.bk[:, 0] = -1
-        self.chunks = np.zeros((0, K.CHUNK), np.int32)
-        self.chunk_prev = np.zeros(0, np.int64)
-        self.free = np.zeros(0, np.int64)
         self.bits, self.offs = K.rankset_layout(n)
-        self.rec_of = np.zeros(c1, np.int64)
-        self.rec_batch = np.full(c1, -1, np.int64)
+        self.rec = np.full(c1, -1, np.int64)
         self.ent_id = np.zeros(1 << 16, np.int64)
         self.ent_next = np.zeros(1 << 16, np.int64)
+        self.ent_stack = np.zeros(1 << 16, np.int32)
         self.window: deque[tuple[int, int]] = deque()  # (batch index, entries) known ahead
         self._window_ids: deque[np.ndarray] = deque()
         self.batches_known = 0  # index of the next batch plan() will add
-        # capacity, used, ent_head, ent_tail, hi (bound of non-empty buckets), next batch, free chunks
-        self.state = np.array([c, 0, 0, 0, -1, 0, 0], np.int64)
+        # capacity, used, ent_head, ent_tail, hi (bound of non-empty buckets), next batch
+        self.state = np.array([c, 0, 0, 0, -1, 0], np.int64)
         self.started = False
         return _EMPTY
 
@@ -340,49 +337,36 @@ class PlannedPolicy(CachePolicy):
     def known_batch(self, i: int) -> np.ndarray:
         return self._window_ids[i]
 
-    @staticmethod
-    def _regrow(arrays: tuple[np.ndarray, ...], live_from: int, live_to: int, need: int) -> tuple[np.ndarray, ...]:
-        """Rings addressed by absolute index modulo a power-of-two size: re-lay out entries
-        ``[live_from, live_to)`` into rings of at least ``need`` entries."""
-        size = arrays[0].shape[0]
+    def _reserve(self, entries: int) -> None:
+        """Room in the entry ring (entries addressed by absolute index modulo a power-of-two size)
+        for ``entries`` more; the first batch sizes it for a window of batches like itself (up to
+        2M entries), so that filling the window does not re-lay out the ring again and again."""
+        st = self.state
+        head, tail = int(st[K.S_ENT_HEAD]), int(st[K.S_ENT_TAIL])
+        size = self.ent_id.shape[0]
+        need = tail + entries - head
+        if tail == 0:
+            need = max(need, min(entries * self.lookahead, 1 << 21))
+        if need <= size:
+            return
         new = size
         while new < need:
             new *= 2
-        a = np.arange(live_from, live_to)
-        out = []
-        for arr in arrays:
+        a = np.arange(head, tail)
+        rings = []
+        for arr in (self.ent_id, self.ent_next, self.ent_stack):
             grown = np.zeros(new, arr.dtype)
             grown[a & (new - 1)] = arr[a & (size - 1)]
-            out.append(grown)
-        return tuple(out)
-
-    def _reserve(self, entries: int, pushes: int) -> None:
-        """Room in the entry ring for ``entries`` more, and free chunks for ``pushes`` more stack
-        entries (at most one new chunk per ``CHUNK`` pushes plus one per bucket)."""
-        st = self.state
-        head, tail = int(st[K.S_ENT_HEAD]), int(st[K.S_ENT_TAIL])
-        if tail + entries - head > self.ent_id.shape[0]:
-            self.ent_id, self.ent_next = self._regrow((self.ent_id, self.ent_next), head, tail, tail + entries - head)
-        need = pushes // K.CHUNK + min(pushes, self.bk.shape[0]) + 1
-        have = int(st[K.S_FREE])
-        if have < need:
-            old = self.chunks.shape[0]
-            more = max(need - have, old, 64)
-            self.chunks = np.concatenate([self.chunks, np.zeros((more, K.CHUNK), np.int32)])
-            self.chunk_prev = np.concatenate([self.chunk_prev, np.full(more, -1, np.int64)])
-            free = np.empty(old + more, np.int64)
-            free[:have] = self.free[:have]
-            free[have:have + more] = np.arange(old, old + more)
-            self.free = free
-            st[K.S_FREE] = have + more
+            rings.append(grown)
+        self.ent_id, self.ent_next, self.ent_stack = rings
 
     def plan(self, batches: Sequence[np.ndarray], slot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         room = self.lookahead - len(self.window)
         for ids in list(batches)[:max(room, 0)]:
             b = self.batches_known
-            self._reserve(ids.size, ids.size)
-            K.planned_enter(b, ids, self.node, slot_of, self.ent_id, self.ent_next, self.state, self.bk, self.chunks,
-                            self.chunk_prev, self.free, self.skey, self.bits, self.offs, self.rank_slot)
+            self._reserve(ids.size)
+            K.planned_enter(b, ids, self.node, slot_of, self.ent_id, self.ent_next, self.ent_stack, self.state,
+                            self.bk, self.bits, self.offs)
             self.window.append((b, ids.size))
             self._window_ids.append(ids)
             self.batches_known += 1
@@ -399,9 +383,8 @@ class PlannedPolicy(CachePolicy):
             is_soon[soon] = True
             rest = self.order[~is_soon[self.order]][:self.capacity - soon.size]
             soon = np.concatenate([soon, rest])
-        self._reserve(0, soon.size)
-        slots = K.planned_preload(soon, self.node, self.state, self.bk, self.chunks, self.chunk_prev, self.free,
-                                  self.skey, self.bits, self.offs, self.rank_slot)
+        slots = K.planned_preload(soon, self.node, self.state, self.bk, self.ent_stack, self.bits, self.offs,
+                                  self.rank_slot)
         return soon, slots
 
     def expects(self, uniq: np.ndarray) -> bool:
@@ -411,10 +394,8 @@ class PlannedPolicy(CachePolicy):
              maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         b, n = self.window.popleft()
         self._window_ids.popleft()
-        self._reserve(0, n)
-        return K.planned_consume(b, slots, self.node, self.ent_id, self.ent_next, self.state, self.bk, self.chunks,
-                                 self.chunk_prev, self.free, self.skey, self.bits, self.offs, self.rank_slot,
-                                 self.rec_of, self.rec_batch)
+        return K.planned_consume(b, slots, self.node, self.ent_id, self.ent_next, self.ent_stack, self.state,
+                                 self.bk, self.bits, self.offs, self.rank_slot, self.rec)
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, "window": self.lookahead}

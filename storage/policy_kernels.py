@@ -16,6 +16,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit
 from numba.core import cgutils, types
+from numba.cpython.unsafe.numbers import leading_zeros
 from numba.extending import intrinsic
 
 PREFETCH_AHEAD = 16  # entries ahead a scan asks for the cache lines it will touch
@@ -23,7 +24,7 @@ PREFETCH_AHEAD = 16  # entries ahead a scan asks for the cache lines it will tou
 
 @intrinsic
 def prefetch(typingctx, arr, idx):  # noqa: ARG001 (numba's intrinsic signature)
-    """Ask for the cache line of ``arr[idx]`` (LLVM's prefetch; no fault for an index out of range).
+    """Ask for the cache line of ``arr[idx]`` (a 1-D array; LLVM's prefetch, which never faults).
     The policies' scans know a few entries ahead which random rows they will touch; a miss to a
     map of millions of rows costs ~100 ns here, and several in flight overlap."""
     sig = types.void(arr, idx)
@@ -322,18 +323,13 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
 # -------------------------------------------------------------------- rank set (bitmap tree)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _msb(w: np.uint64) -> int:
-    """Index of the highest set bit of a non-zero word."""
-    r = 0
-    for sh in (32, 16, 8, 4, 2, 1):
-        if w >> np.uint64(sh):
-            w = w >> np.uint64(sh)
-            r += sh
-    return r
+    """Index of the highest set bit of a non-zero word (one instruction: no data-dependent branches)."""
+    return 63 - leading_zeros(w)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rankset_add(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
     """Insert ``r`` into the set (a tree of 64-bit words, level 0 the leaves)."""
     for lvl in range(offs.shape[0] - 1):
@@ -346,7 +342,7 @@ def rankset_add(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
         r >>= 6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rankset_remove(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
     """Remove ``r`` (present) from the set."""
     for lvl in range(offs.shape[0] - 1):
@@ -357,7 +353,7 @@ def rankset_remove(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
         r >>= 6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rankset_max(bits: np.ndarray, offs: np.ndarray) -> int:
     """The largest member, -1 if the set is empty."""
     top = offs.shape[0] - 2
@@ -389,90 +385,67 @@ def rankset_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
 # (kept until the warm start only), its latest entry in the window, its static rank; one spare
 P_NEXT, P_LAST, P_RANK = 0, 1, 2
 # entries of the planned policy's state vector
-S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_FREE = 0, 1, 2, 3, 4, 5, 6
-CHUNK = 64  # slots per chunk of a bucket's stack
+S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT = 0, 1, 2, 3, 4, 5
 
 
-@njit(cache=True, nogil=True)
-def _bucket_push(b: int, s: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
-                 st: np.ndarray) -> None:
-    """Slot ``s`` now has next use ``b``: push it on bucket ``b``'s stack (chunks of ``CHUNK``
-    slots, so pushes and pops walk contiguous memory; ``bk[b]`` = (top chunk, its fill)). Stacks
-    are lazy: an entry whose slot was re-keyed is skipped when it reaches the top. The caller
-    keeps enough free chunks (``free[:st[S_FREE]]``)."""
+@njit(cache=True, nogil=True, inline="always")
+def _bucket_push(b: int, s: int, bk: np.ndarray, ent_stack: np.ndarray, st: np.ndarray) -> None:
+    """Slot ``s`` now has next use ``b`` (a batch in the window): push it on bucket ``b``'s stack.
+
+    Bucket ``b``'s stack lives in the entry ring beside batch ``b``'s own entries (``bk[b]`` =
+    (its first entry, fill)): each of ``b``'s distinct ids is pushed there at most once (between
+    the use before ``b`` and ``b`` the row is not used, so it is not re-admitted), so the stack
+    never outgrows the batch; and no entry goes stale (a resident keyed ``b`` leaves the bucket
+    only by being popped, or when ``b`` is served and the whole bucket is dropped)."""
     h = b & (bk.shape[0] - 1)
-    c = bk[h, 0]
-    if c < 0 or bk[h, 1] == CHUNK:
-        st[S_FREE] -= 1
-        c2 = free[st[S_FREE]]
-        chunk_prev[c2] = c
-        bk[h, 0] = c2
-        bk[h, 1] = 0
-        c = c2
-    chunks[c, bk[h, 1]] = s
+    ent_stack[(bk[h, 0] + bk[h, 1]) & (ent_stack.shape[0] - 1)] = s
     bk[h, 1] += 1
     if b > st[S_HI]:
         st[S_HI] = b
 
 
-@njit(cache=True, nogil=True)
-def _bucket_clear(b: int, bk: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray, st: np.ndarray) -> None:
-    """Bucket ``b`` is served (every entry in it is stale): give its chunks back."""
-    h = b & (bk.shape[0] - 1)
-    c = bk[h, 0]
-    while c >= 0:
-        free[st[S_FREE]] = c
-        st[S_FREE] += 1
-        c = chunk_prev[c]
-    bk[h, 0] = -1
-    bk[h, 1] = 0
-
-
-@njit(cache=True, nogil=True)
-def _bucket_top(t: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
-                skey: np.ndarray, st: np.ndarray) -> int:
-    """A slot whose next use is the furthest in the window (after batch ``t``), at the top of
-    its bucket's stack (stale entries dropped on the way); -1 if no resident has a next use."""
+@njit(cache=True, nogil=True, inline="always")
+def _bucket_top(t: int, bk: np.ndarray, ent_stack: np.ndarray, st: np.ndarray) -> int:
+    """A slot whose next use is the furthest in the window (after batch ``t``), the top of its
+    bucket's stack (``st[S_HI]`` is left at its bucket); -1 if no resident has a next use."""
     bm = bk.shape[0] - 1
     hi = st[S_HI]
-    while hi > t:
-        h = hi & bm
-        c = bk[h, 0]
-        while c >= 0:
-            k = bk[h, 1]
-            while k > 0 and skey[chunks[c, k - 1]] != hi:
-                k -= 1
-            if k > 0:
-                bk[h, 1] = k
-                st[S_HI] = hi
-                return chunks[c, k - 1]
-            free[st[S_FREE]] = c  # an exhausted chunk: back to the free list, on to the one below
-            st[S_FREE] += 1
-            c = chunk_prev[c]
-            bk[h, 0] = c
-            bk[h, 1] = CHUNK
-        bk[h, 1] = 0
+    while hi > t and bk[hi & bm, 1] == 0:
         hi -= 1
     st[S_HI] = hi
-    return -1
+    if hi <= t:
+        return -1
+    h = hi & bm
+    return ent_stack[(bk[h, 0] + bk[h, 1] - 1) & (ent_stack.shape[0] - 1)]
 
 
 @njit(cache=True, nogil=True)
 def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_id: np.ndarray,
-                  ent_next: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
-                  chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                  rank_slot: np.ndarray) -> None:
+                  ent_next: np.ndarray, ent_stack: np.ndarray, st: np.ndarray, bk: np.ndarray, bits: np.ndarray,
+                  offs: np.ndarray) -> None:
     """Batch ``b`` (distinct ids) enters the window: link each id's previous occurrence in the
     window to it; an id without one (or whose last occurrence is already served) gets ``b`` as
     its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``)."""
     mask = ent_id.shape[0] - 1  # a power of two
     start = st[S_ENT_TAIL]
     served = st[S_ENT_HEAD]  # entries before this one are served
+    h = b & (bk.shape[0] - 1)
+    bk[h, 0] = start  # bucket b's stack: beside b's entries
+    bk[h, 1] = 0
     n = ids.shape[0]
     last = np.empty(n, np.int64)
+    node_flat = node.reshape(node.size)  # a view: prefetch takes 1-D arrays
+    rank = np.empty(n, np.int64)
     for j in range(n):  # independent loads first (they overlap)
+        if j + PREFETCH_AHEAD < n:
+            prefetch(node_flat, ids[j + PREFETCH_AHEAD] * 4)
         last[j] = node[ids[j], P_LAST]
+        rank[j] = node[ids[j], P_RANK]
     for j in range(n):
+        if j + PREFETCH_AHEAD < n:
+            prefetch(slot_of, ids[j + PREFETCH_AHEAD])
+            if last[j + PREFETCH_AHEAD] < served:  # may leave the rank set
+                prefetch(bits, offs[0] + (rank[j + PREFETCH_AHEAD] >> 6))
         x = ids[j]
         a = start + j
         ent_id[a & mask] = x
@@ -484,24 +457,21 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray
             node[x, P_NEXT] = b
             s = slot_of[x]
             if s >= 0:
-                rankset_remove(bits, offs, node[x, P_RANK])
-                skey[s] = b
-                _bucket_push(b, s, bk, chunks, chunk_prev, free, st)
+                rankset_remove(bits, offs, rank[j])
+                _bucket_push(b, s, bk, ent_stack, st)
         node[x, P_LAST] = a
     st[S_ENT_TAIL] = start + n
     if b > st[S_HI]:
         st[S_HI] = b
 
 
-@njit(cache=True, nogil=True)
-def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
-                   chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                   rank_slot: np.ndarray) -> None:
+@njit(cache=True, nogil=True, inline="always")
+def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, ent_stack: np.ndarray,
+                   bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray) -> None:
     """Key slot ``s`` by its next use ``nx`` (bucket), or by ``rank`` when none is known (rank set,
     which remembers the slot of each member)."""
-    skey[s] = nx
     if nx >= 0:
-        _bucket_push(nx, s, bk, chunks, chunk_prev, free, st)
+        _bucket_push(nx, s, bk, ent_stack, st)
     else:
         rankset_add(bits, offs, rank)
         rank_slot[rank] = s
@@ -509,9 +479,8 @@ def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, c
 
 @njit(cache=True, nogil=True)
 def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
-                    st: np.ndarray, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray,
-                    free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray,
-                    rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    ent_stack: np.ndarray, st: np.ndarray, bk: np.ndarray, bits: np.ndarray, offs: np.ndarray,
+                    rank_slot: np.ndarray, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Serve batch ``t`` (the window's first; ``slots``: its rows' slots at the start, from the
     store): Belady inside the window. Rows are ranked by next use (a batch index in the window),
     rows with no use in the window after them by their static rank; after the batch the cache
@@ -520,7 +489,9 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
 
     Only rows with no use left in the window touch the node table here (their rank); the next
     uses come in order from the entry ring, filled when the batches entered; a victim's slot
-    comes from its bucket entry or from ``rank_slot``. The store keeps the id -> slot map."""
+    comes from its bucket's stack or from ``rank_slot``. ``rec[s]`` = ``t << 32 | record`` of an
+    admission into slot ``s`` made in this batch (undone if ``s`` is evicted again in it). The
+    store keeps the id -> slot map."""
     cap = st[S_CAP]
     mask = ent_id.shape[0] - 1  # a power of two
     start = st[S_ENT_HEAD]
@@ -530,21 +501,30 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
     miss_j = np.empty(n, np.int64)
     miss_next = np.empty(n, np.int64)
     rank = np.empty(n, np.int64)
+    d = PREFETCH_AHEAD
+    node_flat = node.reshape(node.size)  # a view: prefetch takes 1-D arrays
     for j in range(n):  # ranks of the rows with no next use in the window (independent loads)
+        if j + d < n and ent_next[(start + j + d) & mask] < 0:
+            prefetch(node_flat, ent_id[(start + j + d) & mask] * 4)
         if ent_next[(start + j) & mask] < 0:
             rank[j] = node[ent_id[(start + j) & mask], P_RANK]
     nm = 0
     for j in range(n):
+        if j + d < n and slots[j + d] >= 0 and ent_next[(start + j + d) & mask] < 0:
+            prefetch(rank_slot, rank[j + d])
+            prefetch(bits, offs[0] + (rank[j + d] >> 6))
         nx = ent_next[(start + j) & mask]
         s = slots[j]
-        if s >= 0:  # a hit: re-key (its entry in bucket t goes stale)
-            _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
+        if s >= 0:  # a hit: re-key (it leaves bucket t, which is dropped below)
+            _planned_place(s, nx, rank[j], st, bk, ent_stack, bits, offs, rank_slot)
         else:
             miss_j[nm] = j
             miss_next[nm] = nx
             nm += 1
-    _bucket_clear(t, bk, chunk_prev, free, st)  # bucket t is served: its entries are all stale
+    bk[t & (bk.shape[0] - 1), 1] = 0  # bucket t is served: every entry in it was re-keyed
     na = 0
+    dropped = 0
+    tag = np.int64(t) << 32
     r = rankset_max(bits, offs)  # the worst resident without a next use; kept current below
     top = -2  # the slot of the worst resident with one (-2: to look up); only a pop changes it, as
     # admissions here are keyed below it
@@ -567,34 +547,39 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
                 if nx < 0:
                     continue
                 if top == -2:
-                    top = _bucket_top(t, bk, chunks, chunk_prev, free, skey, st)
+                    top = _bucket_top(t, bk, ent_stack, st)
                 if nx >= st[S_HI]:
                     continue
                 s = top
                 bk[st[S_HI] & (bk.shape[0] - 1), 1] -= 1  # pop it
                 top = -2
-            _drop_record(s, pos, rec_of, rec_batch, t)
-        _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
+            if (rec[s] >> 32) == t:  # admitted earlier in this batch: that admission is undone
+                pos[rec[s] & 0xFFFFFFFF] = -1
+                dropped += 1
+        _planned_place(s, nx, rank[j], st, bk, ent_stack, bits, offs, rank_slot)
         if nx < 0 and rank[j] > r:
             r = rank[j]
-        na = _record(s, j, pos, slot, na, rec_of, rec_batch, t)
+        rec[s] = tag | na
+        pos[na] = j
+        slot[na] = s
+        na += 1
     st[S_ENT_HEAD] = start + n
     st[S_NEXT] = t + 1
-    return _compact(pos, slot, na)
+    if dropped:
+        return _compact(pos, slot, na)
+    return pos[:na], slot[:na]
 
 
 @njit(cache=True, nogil=True)
-def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
-                    chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                    rank_slot: np.ndarray) -> np.ndarray:
+def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, bk: np.ndarray, ent_stack: np.ndarray,
+                    bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray) -> np.ndarray:
     """Key ``ids`` (not resident, at most the free slots) into the next free slots; returns the slots."""
     out = np.empty(ids.shape[0], np.int64)
     for k in range(ids.shape[0]):
         x = ids[k]
         s = st[S_USED]
         st[S_USED] += 1
-        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, bk, chunks, chunk_prev, free, skey, bits, offs,
-                       rank_slot)
+        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, bk, ent_stack, bits, offs, rank_slot)
         out[k] = s
     return out
 
