@@ -26,6 +26,8 @@ def dedupe_first_occurrence(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tu
     k = 0
     tag = np.int64(stamp) << 32
     for i in range(n):
+        if i + _AHEAD < n:
+            prefetch(mark, ids[i + _AHEAD])
         x = ids[i]
         m = mark[x]
         if (m >> 32) == stamp:
@@ -36,6 +38,31 @@ def dedupe_first_occurrence(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tu
             inverse[i] = k
             k += 1
     return uniq[:k], inverse, k < n
+
+
+@njit(cache=True, nogil=True)
+def distinct_in_range(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tuple[np.ndarray, bool]:
+    """``dedupe_first_occurrence`` without the inverse, for batches seen ahead (``plan``), with the
+    range check folded into the same pass: returns ``(unique, all ids in [0, len(mark)))``; on
+    ``False`` the unique list is incomplete and the caller raises."""
+    n = ids.shape[0]
+    num = mark.shape[0]
+    uniq = np.empty(n, np.int64)
+    k = 0
+    tag = np.int64(stamp) << 32
+    for i in range(n):
+        if i + _AHEAD < n:
+            y = ids[i + _AHEAD]
+            if 0 <= y < num:
+                prefetch(mark, y)
+        x = ids[i]
+        if x < 0 or x >= num:
+            return uniq[:k], False
+        if (mark[x] >> 32) != stamp:
+            mark[x] = tag | k
+            uniq[k] = x
+            k += 1
+    return uniq[:k], True
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

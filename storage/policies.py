@@ -272,12 +272,9 @@ class HybridPolicy(CachePolicy):
              maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == self.num_static:
             return _EMPTY, _EMPTY
-        rest = np.flatnonzero(slots < 0) if self.num_static == 0 else np.flatnonzero(
-            (slots < 0) | (slots >= self.num_static))
-        sub_slots = slots[rest]
-        sub_slots = np.where(sub_slots >= 0, sub_slots - self.num_static, -1)
+        rest, sub_ids, sub_slots = K.hybrid_split(uniq, slots, self.num_static)
         sub_maps = None if maps is None else (maps[0], maps[1][self.num_static:])
-        pos, sl = self.part.step(uniq[rest], sub_slots, sub_maps, self.num_static)
+        pos, sl = self.part.step(sub_ids, sub_slots, sub_maps, self.num_static)
         return rest[pos], sl + self.num_static
 
     def describe(self) -> dict[str, Any]:

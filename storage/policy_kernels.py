@@ -320,6 +320,29 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
     return pos[:na], slot[:na]
 
 
+# ---------------------------------------------------------------------------------- hybrid
+
+
+@njit(cache=True, nogil=True)
+def hybrid_split(uniq: np.ndarray, slots: np.ndarray, num_static: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch rows the dynamic part of a hybrid cache sees (all but the static part's hits):
+    ``(positions in the batch, their ids, their slots in the dynamic part or -1)``, in one pass."""
+    n = uniq.shape[0]
+    rest = np.empty(n, np.int64)
+    ids = np.empty(n, np.int64)
+    sub = np.empty(n, np.int64)
+    k = 0
+    for i in range(n):
+        s = slots[i]
+        if s < num_static and s >= 0:
+            continue
+        rest[k] = i
+        ids[k] = uniq[i]
+        sub[k] = s - num_static if s >= 0 else -1
+        k += 1
+    return rest[:k], ids[:k], sub[:k]
+
+
 # -------------------------------------------------------------------- rank set (bitmap tree)
 
 

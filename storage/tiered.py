@@ -326,15 +326,26 @@ class TieredFeatureStore(FeatureStore):
                     skip = known - at
             new, raw = [], []
             for b in upcoming[skip:skip + self.policy.lookahead - known]:
-                ids = self._check_ids(b).cpu().numpy()
-                self._batch += 1
-                new.append(kernels.dedupe_first_occurrence(ids, self._mark, self._batch)[0])
+                new.append(self._distinct(b))
                 raw.append(b)
             self._planned_raw.extend(raw)
             loads = self.policy.plan(new, self.slot_of) if new else None
             self._plan_s += time.thread_time() - t0
             if loads is not None:
                 self._load(*loads)
+
+    def _distinct(self, b: Any) -> np.ndarray:
+        """Distinct ids of a batch seen ahead, first-occurrence order; checked as ``gather``
+        checks them, the range in the same pass as the dedupe."""
+        ids = torch.as_tensor(b)
+        if ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            self._check_ids(ids)  # raises the error that names the problem
+        ids = ids.long().cpu().numpy()
+        self._batch += 1
+        u, ok = kernels.distinct_in_range(ids, self._mark, self._batch)
+        if not ok:
+            self._check_ids(torch.from_numpy(ids))  # raises: ids out of range
+        return u
 
     def _find_known(self, b: Any, known: int) -> int | None:
         """Index of batch ``b`` among the policy's known, unserved batches, or None."""
