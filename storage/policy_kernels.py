@@ -223,9 +223,6 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
     slot = np.empty(n, np.int64)
     na = 0
     dropped = 0
-    ghost = np.empty(n, np.int64)
-    for i in range(n):  # independent loads first (they overlap); the scan below is sequential
-        ghost[i] = ghost_time[uniq[i]]
     ahead = cap > 2 * PREFETCH_AHEAD  # the rings' next entries are worth asking for
     for i in range(n):
         x = uniq[i]
@@ -236,6 +233,8 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
                 if s2 >= 0:
                     prefetch(slot_node, s2)
                     prefetch(freq, s2)
+                else:
+                    prefetch(ghost_time, uniq[i + PREFETCH_AHEAD])
                 if maps:
                     prefetch(slot_of, uniq[i + PREFETCH_AHEAD])
             t = sh + PREFETCH_AHEAD
@@ -291,9 +290,7 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
                 dropped += 1
             if maps:  # the row leaves the store's map too (it lives in s, so the map points there)
                 slot_of[slot_node[s]] = -1
-        # a row missing at the start of the batch cannot have entered the ghost since; a hit evicted
-        # earlier in this batch may have
-        gt = ghost[i] if slots[i] < 0 else ghost_time[x]
+        gt = ghost_time[x]
         if gt >= 0 and clock - gt <= g_cap:
             ghost_time[x] = -1
             t = mh + ml
