@@ -464,8 +464,11 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray
     for j in range(n):
         if j + PREFETCH_AHEAD < n:
             prefetch(slot_of, ids[j + PREFETCH_AHEAD])
-            if last[j + PREFETCH_AHEAD] < served:  # may leave the rank set
+            p2 = last[j + PREFETCH_AHEAD]
+            if p2 < served:  # may leave the rank set
                 prefetch(bits, offs[0] + (rank[j + PREFETCH_AHEAD] >> 6))
+            else:  # the previous occurrence to link
+                prefetch(ent_next, p2 & mask)
         x = ids[j]
         a = start + j
         ent_id[a & mask] = x
@@ -571,8 +574,11 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
                 if nx >= st[S_HI]:
                     continue
                 s = top
-                bk[st[S_HI] & (bk.shape[0] - 1), 1] -= 1  # pop it
+                h = st[S_HI] & (bk.shape[0] - 1)
+                bk[h, 1] -= 1  # pop it
                 top = -2
+                if bk[h, 1] > d:  # the victims after it: their admission records
+                    prefetch(rec, ent_stack[(bk[h, 0] + bk[h, 1] - d) & (ent_stack.shape[0] - 1)])
             if (rec[s] >> 32) == t:  # admitted earlier in this batch: that admission is undone
                 pos[rec[s] & 0xFFFFFFFF] = -1
                 dropped += 1
