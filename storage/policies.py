@@ -317,8 +317,8 @@ class PlannedPolicy(CachePolicy):
         self.bk = np.zeros((1 << self.lookahead.bit_length(), 2), np.int64)
         self.bits, self.offs = K.rankset_layout(n)
         self.rec = np.full(c1, -1, np.int64)
-        self.ent_id = np.zeros(1 << 16, np.int64)
         self.ent_next = np.zeros(1 << 16, np.int64)
+        self.ent_rank = np.zeros(1 << 16, np.int32 if n < 1 << 31 else np.int64)
         self.ent_stack = np.zeros(1 << 16, np.int32)
         self.window: deque[tuple[int, int]] = deque()  # (batch index, entries) known ahead
         self._window_ids: deque[np.ndarray] = deque()
@@ -340,7 +340,7 @@ class PlannedPolicy(CachePolicy):
         2M entries), so that filling the window does not re-lay out the ring again and again."""
         st = self.state
         head, tail = int(st[K.S_ENT_HEAD]), int(st[K.S_ENT_TAIL])
-        size = self.ent_id.shape[0]
+        size = self.ent_next.shape[0]
         need = tail + entries - head
         if tail == 0:
             need = max(need, min(entries * self.lookahead, 1 << 21))
@@ -351,18 +351,18 @@ class PlannedPolicy(CachePolicy):
             new *= 2
         a = np.arange(head, tail)
         rings = []
-        for arr in (self.ent_id, self.ent_next, self.ent_stack):
+        for arr in (self.ent_next, self.ent_rank, self.ent_stack):
             grown = np.zeros(new, arr.dtype)
             grown[a & (new - 1)] = arr[a & (size - 1)]
             rings.append(grown)
-        self.ent_id, self.ent_next, self.ent_stack = rings
+        self.ent_next, self.ent_rank, self.ent_stack = rings
 
     def plan(self, batches: Sequence[np.ndarray], slot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         room = self.lookahead - len(self.window)
         for ids in list(batches)[:max(room, 0)]:
             b = self.batches_known
             self._reserve(ids.size)
-            K.planned_enter(b, ids, self.node, slot_of, self.ent_id, self.ent_next, self.ent_stack, self.state,
+            K.planned_enter(b, ids, self.node, slot_of, self.ent_next, self.ent_rank, self.ent_stack, self.state,
                             self.bk, self.bits, self.offs)
             self.window.append((b, ids.size))
             self._window_ids.append(ids)
@@ -391,8 +391,8 @@ class PlannedPolicy(CachePolicy):
              maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         b, n = self.window.popleft()
         self._window_ids.popleft()
-        return K.planned_consume(b, slots, self.node, self.ent_id, self.ent_next, self.ent_stack, self.state,
-                                 self.bk, self.bits, self.offs, self.rank_slot, self.rec)
+        return K.planned_consume(b, slots, self.ent_next, self.ent_rank, self.ent_stack, self.state, self.bk,
+                                 self.bits, self.offs, self.rank_slot, self.rec)
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, "window": self.lookahead}

@@ -440,13 +440,14 @@ def _bucket_top(t: int, bk: np.ndarray, ent_stack: np.ndarray, st: np.ndarray) -
 
 
 @njit(cache=True, nogil=True)
-def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_id: np.ndarray,
-                  ent_next: np.ndarray, ent_stack: np.ndarray, st: np.ndarray, bk: np.ndarray, bits: np.ndarray,
+def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_next: np.ndarray,
+                  ent_rank: np.ndarray, ent_stack: np.ndarray, st: np.ndarray, bk: np.ndarray, bits: np.ndarray,
                   offs: np.ndarray) -> None:
     """Batch ``b`` (distinct ids) enters the window: link each id's previous occurrence in the
     window to it; an id without one (or whose last occurrence is already served) gets ``b`` as
-    its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``)."""
-    mask = ent_id.shape[0] - 1  # a power of two
+    its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``).
+    Each entry keeps the id's static rank (``ent_rank``), read in order when the batch is served."""
+    mask = ent_next.shape[0] - 1  # a power of two
     start = st[S_ENT_TAIL]
     served = st[S_ENT_HEAD]  # entries before this one are served
     h = b & (bk.shape[0] - 1)
@@ -471,8 +472,8 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray
                 prefetch(ent_next, p2 & mask)
         x = ids[j]
         a = start + j
-        ent_id[a & mask] = x
         ent_next[a & mask] = -1
+        ent_rank[a & mask] = rank[j]
         p = last[j]
         if p >= served:
             ent_next[p & mask] = b
@@ -501,22 +502,22 @@ def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, e
 
 
 @njit(cache=True, nogil=True)
-def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
-                    ent_stack: np.ndarray, st: np.ndarray, bk: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                    rank_slot: np.ndarray, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def planned_consume(t: int, slots: np.ndarray, ent_next: np.ndarray, ent_rank: np.ndarray, ent_stack: np.ndarray,
+                    st: np.ndarray, bk: np.ndarray, bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray,
+                    rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Serve batch ``t`` (the window's first; ``slots``: its rows' slots at the start, from the
     store): Belady inside the window. Rows are ranked by next use (a batch index in the window),
     rows with no use in the window after them by their static rank; after the batch the cache
     holds the best ``capacity`` rows of (residents + batch). Hits are re-keyed first, then each
     miss replaces the worst resident if it ranks strictly better, else bypasses the cache.
 
-    Only rows with no use left in the window touch the node table here (their rank); the next
-    uses come in order from the entry ring, filled when the batches entered; a victim's slot
+    Nothing here touches the per-node table: next uses and ranks come in order from the entry
+    ring, filled when the batches entered; a victim's slot
     comes from its bucket's stack or from ``rank_slot``. ``rec[s]`` = ``t << 32 | record`` of an
     admission into slot ``s`` made in this batch (undone if ``s`` is evicted again in it). The
     store keeps the id -> slot map."""
     cap = st[S_CAP]
-    mask = ent_id.shape[0] - 1  # a power of two
+    mask = ent_next.shape[0] - 1  # a power of two
     start = st[S_ENT_HEAD]
     n = slots.shape[0]
     pos = np.empty(n, np.int64)
@@ -525,12 +526,8 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
     miss_next = np.empty(n, np.int64)
     rank = np.empty(n, np.int64)
     d = PREFETCH_AHEAD
-    node_flat = node.reshape(node.size)  # a view: prefetch takes 1-D arrays
-    for j in range(n):  # ranks of the rows with no next use in the window (independent loads)
-        if j + d < n and ent_next[(start + j + d) & mask] < 0:
-            prefetch(node_flat, ent_id[(start + j + d) & mask] * 4)
-        if ent_next[(start + j) & mask] < 0:
-            rank[j] = node[ent_id[(start + j) & mask], P_RANK]
+    for j in range(n):
+        rank[j] = ent_rank[(start + j) & mask]
     nm = 0
     for j in range(n):
         if j + d < n and slots[j + d] >= 0 and ent_next[(start + j + d) & mask] < 0:
