@@ -374,7 +374,10 @@ class PlannedPolicy(CachePolicy):
         # warm start: the rows used soonest in the window, then the best-ranked others
         nxt = self.node[:, K.P_NEXT]
         seen = np.flatnonzero(nxt >= 0)
-        soon = seen[np.argsort(nxt[seen], kind="stable")][:self.capacity]
+        keys = nxt[seen]
+        if keys.size and keys.max() < 1 << 15:  # batch indices of the first window: numpy's stable
+            keys = keys.astype(np.int16)  # sort of 16-bit keys is a radix sort (same order, ~2x faster)
+        soon = seen[np.argsort(keys, kind="stable")][:self.capacity]
         if soon.size < self.capacity:
             is_soon = np.zeros(self.num_nodes, np.bool_)
             is_soon[soon] = True
