@@ -279,9 +279,12 @@ def test_planned_with_the_whole_trace_as_window_is_belady(trace, warm, cap):
 
 
 def test_planned_window_grows_its_entry_ring():
-    """A window holding more entries than the initial ring (65,536) is re-laid out correctly."""
-    trace = [torch.from_numpy(np.random.default_rng(t).permutation(N)[:290]) for t in range(260)]
-    hits, _ = run_store("planned", trace, 150, window=240)
+    """A window holding more entries than the initial ring (65,536) is re-laid out correctly.
+    The ring is sized for the window from the first batch, so that one is small here: the
+    larger batches after it make the ring grow while the window fills."""
+    trace = [torch.from_numpy(np.random.default_rng(t).permutation(N)[:290 if t else 20]) for t in range(260)]
+    hits, store = run_store("planned", trace, 150, window=240)
+    assert store.policy.ent_next.shape[0] > 1 << 16
     belady, _ = run_store("belady", trace, 150, trace=trace)
     # a window of 240 of 260 batches: only the last 20 batches' uses are unseen at the start
     assert sum(hits) == sum(ref_window_belady(trace, 150, 240))
