@@ -159,6 +159,9 @@ def warm_up_kernels(dim: int, dtype: torch.dtype) -> None:
     for name in POLICIES:
         for cap in (3, 60):  # small capacities take the compaction and renumbering paths too
             run_policy(x, plain, build_policy(name, scores, trace, 2, 0.5), cap, trace, "cpu")
+    # batches smaller than the cache, enough of them to fill LRU's recency log (4x capacity) and compact it
+    small = [torch.randperm(n, generator=gen)[:100] for _ in range(40)]
+    run_policy(x, plain, build_policy("lru", scores, small, 2, 0.5), 200, small, "cpu")
 
 
 def run_policy(x: torch.Tensor, plain: InMemoryFeatureStore, policy: CachePolicy, capacity: int,

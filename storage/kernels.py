@@ -7,9 +7,11 @@ pipeline's prefetch thread can gather while the training thread computes.
 from __future__ import annotations
 
 import numpy as np
+from gnnsys.storage.policy_kernels import prefetch
 from numba import njit
 
 _LOW32 = (1 << 32) - 1
+_AHEAD = 16  # admissions ahead whose map lines are asked for (see policy_kernels.prefetch)
 
 
 @njit(cache=True, nogil=True)
@@ -24,6 +26,8 @@ def dedupe_first_occurrence(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tu
     k = 0
     tag = np.int64(stamp) << 32
     for i in range(n):
+        if i + _AHEAD < n:
+            prefetch(mark, ids[i + _AHEAD])
         x = ids[i]
         m = mark[x]
         if (m >> 32) == stamp:
@@ -34,6 +38,31 @@ def dedupe_first_occurrence(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tu
             inverse[i] = k
             k += 1
     return uniq[:k], inverse, k < n
+
+
+@njit(cache=True, nogil=True)
+def distinct_in_range(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tuple[np.ndarray, bool]:
+    """``dedupe_first_occurrence`` without the inverse, for batches seen ahead (``plan``), with the
+    range check folded into the same pass: returns ``(unique, all ids in [0, len(mark)))``; on
+    ``False`` the unique list is incomplete and the caller raises."""
+    n = ids.shape[0]
+    num = mark.shape[0]
+    uniq = np.empty(n, np.int64)
+    k = 0
+    tag = np.int64(stamp) << 32
+    for i in range(n):
+        if i + _AHEAD < n:
+            y = ids[i + _AHEAD]
+            if 0 <= y < num:
+                prefetch(mark, y)
+        x = ids[i]
+        if x < 0 or x >= num:
+            return uniq[:k], False
+        if (mark[x] >> 32) != stamp:
+            mark[x] = tag | k
+            uniq[k] = x
+            k += 1
+    return uniq[:k], True
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -73,7 +102,14 @@ def apply_admissions(slot_of: np.ndarray, node_of_slot: np.ndarray, ids: np.ndar
     """Rows ``ids`` now live in ``slots``: update the slot map and its inverse in one pass. A
     slot's old row leaves the map only if it still points there (an admission earlier in the
     list may have moved it to another slot)."""
-    for k in range(ids.shape[0]):
+    n = ids.shape[0]
+    d = _AHEAD
+    for k in range(n):
+        if k + 2 * d < n:
+            prefetch(node_of_slot, slots[k + 2 * d])
+        if k + d < n:
+            prefetch(slot_of, node_of_slot[slots[k + d]])
+            prefetch(slot_of, ids[k + d])
         s = slots[k]
         old = node_of_slot[s]
         if old >= 0 and slot_of[old] == s:

@@ -47,6 +47,7 @@ ORACLE_POLICIES = ("belady", "best-static")
 DEFAULT_WINDOW = 256
 
 _EMPTY = np.zeros(0, np.int64)
+_NO_SLOT_OF = np.zeros(0, np.int32)  # "no maps to update" for the kernels that can update the store's
 _STAMP_LIMIT = (1 << 31) - (1 << 24)  # int32 counters are renumbered before they get here
 
 
@@ -59,6 +60,7 @@ class CachePolicy:
     name = "policy"
     dynamic = False  # changes the cache while training
     lookahead = 0  # batches ahead the policy wants to see through plan()
+    updates_maps = False  # step(..., maps) applies its admissions to the store's slot maps itself
 
     def __init__(self) -> None:
         self.num_nodes = -1
@@ -87,8 +89,13 @@ class CachePolicy:
     def _bind(self) -> np.ndarray:
         return _EMPTY
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Admissions for a batch: ``(positions in uniq, slots)``. Static policies admit nothing."""
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Admissions for a batch: ``(positions in uniq, slots)``. Static policies admit nothing.
+
+        ``maps``: the store's ``(slot_of, node_of_slot)``, passed only to a policy with
+        ``updates_maps``; such a policy applies its admissions to them in its own pass (one
+        random access fewer per admitted row) and the store leaves them alone."""
         return _EMPTY, _EMPTY
 
     def known_ahead(self) -> int:
@@ -148,7 +155,7 @@ class LRUPolicy(CachePolicy):
                               "use a static or planned policy")
         self.slot_node = np.full(c, -1, np.int32)  # int32 state: half the cache footprint
         self.stamp = np.full(c, -2, np.int32)
-        size = 2 * c + 1024
+        size = 4 * c + 1024  # live entries are at most c: compaction scans 4c entries every 3c appended
         self.log_slot = np.zeros(size, np.int32)
         self.log_stamp = np.zeros(size, np.int32)
         ids = _EMPTY if self.warm is None else ranking(self.warm)[:c]
@@ -160,7 +167,8 @@ class LRUPolicy(CachePolicy):
         self.state = np.array([c, k, 0, k, 0], np.int64)  # capacity, used, head, tail, batch
         return ids
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray, maps: tuple[np.ndarray, np.ndarray] | None = None,
+             off: int = 0) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == 0:
             return _EMPTY, _EMPTY
         st = self.state
@@ -187,6 +195,7 @@ class S3FIFOPolicy(CachePolicy):
 
     name = "s3fifo"
     dynamic = True
+    updates_maps = True
 
     def __init__(self, warm: np.ndarray | None = None) -> None:
         super().__init__()
@@ -203,8 +212,7 @@ class S3FIFOPolicy(CachePolicy):
         self.sq = np.zeros(c1, np.int32)
         self.mq = np.zeros(c1, np.int32)
         self.ghost_time = np.full(self.num_nodes, -1, np.int32)
-        self.rec_of = np.zeros(c1, np.int64)
-        self.rec_batch = np.full(c1, -1, np.int64)
+        self.rec_of = np.zeros(c1, np.int32)
         ids = _EMPTY if self.warm is None else ranking(self.warm)[:c]
         k = ids.size
         self.slot_node[:k] = ids
@@ -213,7 +221,8 @@ class S3FIFOPolicy(CachePolicy):
         self.state = np.array([c, k, 0, 0, 0, k, 0, c // 10, c - c // 10, 0], np.int64)
         return ids
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None, off: int = 0) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == 0:
             return _EMPTY, _EMPTY
         st = self.state
@@ -222,8 +231,9 @@ class S3FIFOPolicy(CachePolicy):
             g = self.ghost_time
             np.copyto(g, np.where(g >= base, g - base, -1).astype(np.int32))
             st[6] -= base
+        slot_of, node_of_slot = (_NO_SLOT_OF, _EMPTY) if maps is None else maps
         return K.s3fifo_step(uniq, slots, self.slot_node, self.freq, self.sq, self.mq, self.ghost_time,
-                             self.state, self.rec_of, self.rec_batch)
+                             self.state, self.rec_of, slot_of, node_of_slot, off)
 
 
 class HybridPolicy(CachePolicy):
@@ -255,16 +265,16 @@ class HybridPolicy(CachePolicy):
         cls = S3FIFOPolicy if self.dynamic_kind == "s3fifo" else LRUPolicy
         self.part = cls(warm=rest if nxt.size else None)
         dyn = self.part.bind(self.num_nodes, self.capacity - self.num_static)
+        self.updates_maps = self.part.updates_maps
         return np.concatenate([static, dyn])
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.capacity == self.num_static:
             return _EMPTY, _EMPTY
-        rest = np.flatnonzero(slots < 0) if self.num_static == 0 else np.flatnonzero(
-            (slots < 0) | (slots >= self.num_static))
-        sub_slots = slots[rest]
-        sub_slots = np.where(sub_slots >= 0, sub_slots - self.num_static, -1)
-        pos, sl = self.part.step(uniq[rest], sub_slots)
+        rest, sub_ids, sub_slots = K.hybrid_split(uniq, slots, self.num_static)
+        sub_maps = None if maps is None else (maps[0], maps[1][self.num_static:])
+        pos, sl = self.part.step(sub_ids, sub_slots, sub_maps, self.num_static)
         return rest[pos], sl + self.num_static
 
     def describe(self) -> dict[str, Any]:
@@ -281,7 +291,8 @@ class PlannedPolicy(CachePolicy):
 
     Per batch, each id costs a few array updates (``policy_kernels.planned_enter`` when its
     batch enters the window, ``planned_consume`` when it is served): residents with a next use
-    sit on one lazy stack per batch of the window, the others in a bitmap tree over ranks."""
+    sit on one stack per batch of the window (in the entry ring beside the batch's own entries,
+    no stale entries), the others in a bitmap tree over ranks."""
 
     name = "planned"
     dynamic = True
@@ -301,23 +312,19 @@ class PlannedPolicy(CachePolicy):
         self.node = np.full((n, 4), -1, np.int64)
         self.node[order, K.P_RANK] = np.arange(n)
         self.rank_slot = np.full(n, -1, np.int32)  # slot of each rank-set member
-        self.skey = np.full(c1, -2, np.int32)
-        # one stack of slots per batch of the window (a ring of > window buckets, a power of two)
+        # one stack of slots per batch of the window (a ring of > window buckets, a power of two):
+        # (its first entry in the entry ring, fill)
         self.bk = np.zeros((1 << self.lookahead.bit_length(), 2), np.int64)
-        self.bk[:, 0] = -1
-        self.chunks = np.zeros((0, K.CHUNK), np.int32)
-        self.chunk_prev = np.zeros(0, np.int64)
-        self.free = np.zeros(0, np.int64)
         self.bits, self.offs = K.rankset_layout(n)
-        self.rec_of = np.zeros(c1, np.int64)
-        self.rec_batch = np.full(c1, -1, np.int64)
-        self.ent_id = np.zeros(1 << 16, np.int64)
+        self.rec = np.full(c1, -1, np.int64)
         self.ent_next = np.zeros(1 << 16, np.int64)
+        self.ent_rank = np.zeros(1 << 16, np.int32 if n < 1 << 31 else np.int64)
+        self.ent_stack = np.zeros(1 << 16, np.int32)
         self.window: deque[tuple[int, int]] = deque()  # (batch index, entries) known ahead
         self._window_ids: deque[np.ndarray] = deque()
         self.batches_known = 0  # index of the next batch plan() will add
-        # capacity, used, ent_head, ent_tail, hi (bound of non-empty buckets), next batch, free chunks
-        self.state = np.array([c, 0, 0, 0, -1, 0, 0], np.int64)
+        # capacity, used, ent_head, ent_tail, hi (bound of non-empty buckets), next batch
+        self.state = np.array([c, 0, 0, 0, -1, 0], np.int64)
         self.started = False
         return _EMPTY
 
@@ -327,49 +334,36 @@ class PlannedPolicy(CachePolicy):
     def known_batch(self, i: int) -> np.ndarray:
         return self._window_ids[i]
 
-    @staticmethod
-    def _regrow(arrays: tuple[np.ndarray, ...], live_from: int, live_to: int, need: int) -> tuple[np.ndarray, ...]:
-        """Rings addressed by absolute index modulo a power-of-two size: re-lay out entries
-        ``[live_from, live_to)`` into rings of at least ``need`` entries."""
-        size = arrays[0].shape[0]
+    def _reserve(self, entries: int) -> None:
+        """Room in the entry ring (entries addressed by absolute index modulo a power-of-two size)
+        for ``entries`` more; the first batch sizes it for a window of batches like itself (up to
+        2M entries), so that filling the window does not re-lay out the ring again and again."""
+        st = self.state
+        head, tail = int(st[K.S_ENT_HEAD]), int(st[K.S_ENT_TAIL])
+        size = self.ent_next.shape[0]
+        need = tail + entries - head
+        if tail == 0:
+            need = max(need, min(entries * self.lookahead, 1 << 21))
+        if need <= size:
+            return
         new = size
         while new < need:
             new *= 2
-        a = np.arange(live_from, live_to)
-        out = []
-        for arr in arrays:
+        a = np.arange(head, tail)
+        rings = []
+        for arr in (self.ent_next, self.ent_rank, self.ent_stack):
             grown = np.zeros(new, arr.dtype)
             grown[a & (new - 1)] = arr[a & (size - 1)]
-            out.append(grown)
-        return tuple(out)
-
-    def _reserve(self, entries: int, pushes: int) -> None:
-        """Room in the entry ring for ``entries`` more, and free chunks for ``pushes`` more stack
-        entries (at most one new chunk per ``CHUNK`` pushes plus one per bucket)."""
-        st = self.state
-        head, tail = int(st[K.S_ENT_HEAD]), int(st[K.S_ENT_TAIL])
-        if tail + entries - head > self.ent_id.shape[0]:
-            self.ent_id, self.ent_next = self._regrow((self.ent_id, self.ent_next), head, tail, tail + entries - head)
-        need = pushes // K.CHUNK + min(pushes, self.bk.shape[0]) + 1
-        have = int(st[K.S_FREE])
-        if have < need:
-            old = self.chunks.shape[0]
-            more = max(need - have, old, 64)
-            self.chunks = np.concatenate([self.chunks, np.zeros((more, K.CHUNK), np.int32)])
-            self.chunk_prev = np.concatenate([self.chunk_prev, np.full(more, -1, np.int64)])
-            free = np.empty(old + more, np.int64)
-            free[:have] = self.free[:have]
-            free[have:have + more] = np.arange(old, old + more)
-            self.free = free
-            st[K.S_FREE] = have + more
+            rings.append(grown)
+        self.ent_next, self.ent_rank, self.ent_stack = rings
 
     def plan(self, batches: Sequence[np.ndarray], slot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         room = self.lookahead - len(self.window)
         for ids in list(batches)[:max(room, 0)]:
             b = self.batches_known
-            self._reserve(ids.size, ids.size)
-            K.planned_enter(b, ids, self.node, slot_of, self.ent_id, self.ent_next, self.state, self.bk, self.chunks,
-                            self.chunk_prev, self.free, self.skey, self.bits, self.offs, self.rank_slot)
+            self._reserve(ids.size)
+            K.planned_enter(b, ids, self.node, slot_of, self.ent_next, self.ent_rank, self.ent_stack, self.state,
+                            self.bk, self.bits, self.offs)
             self.window.append((b, ids.size))
             self._window_ids.append(ids)
             self.batches_known += 1
@@ -380,27 +374,28 @@ class PlannedPolicy(CachePolicy):
         # warm start: the rows used soonest in the window, then the best-ranked others
         nxt = self.node[:, K.P_NEXT]
         seen = np.flatnonzero(nxt >= 0)
-        soon = seen[np.argsort(nxt[seen], kind="stable")][:self.capacity]
+        keys = nxt[seen]
+        if keys.size and keys.max() < 1 << 15:  # batch indices of the first window: numpy's stable
+            keys = keys.astype(np.int16)  # sort of 16-bit keys is a radix sort (same order, ~2x faster)
+        soon = seen[np.argsort(keys, kind="stable")][:self.capacity]
         if soon.size < self.capacity:
             is_soon = np.zeros(self.num_nodes, np.bool_)
             is_soon[soon] = True
             rest = self.order[~is_soon[self.order]][:self.capacity - soon.size]
             soon = np.concatenate([soon, rest])
-        self._reserve(0, soon.size)
-        slots = K.planned_preload(soon, self.node, self.state, self.bk, self.chunks, self.chunk_prev, self.free,
-                                  self.skey, self.bits, self.offs, self.rank_slot)
+        slots = K.planned_preload(soon, self.node, self.state, self.bk, self.ent_stack, self.bits, self.offs,
+                                  self.rank_slot)
         return soon, slots
 
     def expects(self, uniq: np.ndarray) -> bool:
         return bool(self.window) and np.array_equal(self._window_ids[0], uniq)
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         b, n = self.window.popleft()
         self._window_ids.popleft()
-        self._reserve(0, n)
-        return K.planned_consume(b, slots, self.node, self.ent_id, self.ent_next, self.state, self.bk, self.chunks,
-                                 self.chunk_prev, self.free, self.skey, self.bits, self.offs, self.rank_slot,
-                                 self.rec_of, self.rec_batch)
+        return K.planned_consume(b, slots, self.ent_next, self.ent_rank, self.ent_stack, self.state, self.bk,
+                                 self.bits, self.offs, self.rank_slot, self.rec)
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, "window": self.lookahead}
@@ -463,7 +458,8 @@ class BeladyPolicy(CachePolicy):
         self.t = 0
         return preload
 
-    def step(self, uniq: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, uniq: np.ndarray, slots: np.ndarray,
+             maps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         t = self.t
         if t >= len(self.batches) or not np.array_equal(self.batches[t], uniq):
             where = "past the end of" if t >= len(self.batches) else f"different from batch {t} of"

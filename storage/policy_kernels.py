@@ -13,7 +13,34 @@ batch is evicted again (a batch larger than the cache), its earlier record is dr
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit
+from numba.core import cgutils, types
+from numba.cpython.unsafe.numbers import leading_zeros
+from numba.extending import intrinsic
+
+PREFETCH_AHEAD = 16  # entries ahead a scan asks for the cache lines it will touch
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):  # noqa: ARG001 (numba's intrinsic signature)
+    """Ask for the cache line of ``arr[idx]`` (a 1-D array; LLVM's prefetch, which never faults).
+    The policies' scans know a few entries ahead which random rows they will touch; a miss to a
+    map of millions of rows costs ~100 ns here, and several in flight overlap."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [idx], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 # ----------------------------------------------------------------------------- shared helpers
 
@@ -55,14 +82,18 @@ def _drop_record(s: int, pos: np.ndarray, rec_of: np.ndarray, rec_batch: np.ndar
 @njit(cache=True, nogil=True)
 def lru_compact_log(log_slot: np.ndarray, log_stamp: np.ndarray, head: int, tail: int,
                     stamp: np.ndarray) -> int:
-    """Move the live entries of the recency log ``[head, tail)`` to its front; returns the new tail."""
+    """Move the live entries of the recency log ``[head, tail)`` to its front; returns the new tail.
+    Branch-free: the liveness loads are independent, so they overlap instead of each costing a
+    mispredicted branch behind a cache miss."""
     k = 0
     for a in range(head, tail):
+        if a + PREFETCH_AHEAD < tail:
+            prefetch(stamp, log_slot[a + PREFETCH_AHEAD])
         s = log_slot[a]
-        if stamp[s] == log_stamp[a]:
-            log_slot[k] = s
-            log_stamp[k] = log_stamp[a]
-            k += 1
+        t = log_stamp[a]
+        log_slot[k] = s
+        log_stamp[k] = t
+        k += stamp[s] == t
     return k
 
 
@@ -78,20 +109,24 @@ def lru_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, stamp: 
     its older entries dead). Victims are the first live entries at the head. ``state`` holds
     ``[capacity, used, head, tail, batch]``; the caller keeps ``tail + len(uniq)`` within the log.
     With fewer batch rows than slots the head never reaches this batch's entries (the victims
-    needed never outnumber the residents outside the batch), so no admission is undone.
+    needed never outnumber the residents outside the batch), so no admission is undone. The scan
+    asks for the slot lines of the log entries ``PREFETCH_AHEAD`` ahead of the head.
     """
     cap, used, head, tail, batch = state[0], state[1], state[2], state[3], state[4]
     n = uniq.shape[0]
-    pos = np.empty(min(n, cap) + 1, np.int64)
-    slot = np.empty(min(n, cap) + 1, np.int64)
-    na = 0
     if n >= cap:
         # only the batch's last `cap` rows stay; everything else goes
         first = n - cap
         keep = np.zeros(cap, np.bool_)
+        na = 0
         for i in range(first, n):
             if slots[i] >= 0:
                 keep[slots[i]] = True
+            else:
+                na += 1
+        pos = np.empty(na, np.int64)
+        slot = np.empty(na, np.int64)
+        na = 0
         free = 0
         tail = 0
         head = 0
@@ -112,9 +147,18 @@ def lru_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, stamp: 
             tail += 1
         used = cap
     else:
+        miss = 0
         for i in range(n):  # touch the hits first: they are the batch's, never victims
-            if slots[i] >= 0:
-                stamp[slots[i]] = batch
+            s = slots[i]
+            if i + PREFETCH_AHEAD < n and slots[i + PREFETCH_AHEAD] >= 0:
+                prefetch(stamp, slots[i + PREFETCH_AHEAD])
+            if s >= 0:
+                stamp[s] = batch
+            else:
+                miss += 1
+        pos = np.empty(miss, np.int64)
+        slot = np.empty(miss, np.int64)
+        j = 0
         for i in range(n):
             s = slots[i]
             if s < 0:
@@ -123,6 +167,11 @@ def lru_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, stamp: 
                     used += 1
                 else:
                     while True:  # the oldest live entry
+                        a = head + PREFETCH_AHEAD
+                        if a < tail:
+                            w = log_slot[a]
+                            prefetch(stamp, w)
+                            prefetch(slot_node, w)
                         v = log_slot[head]
                         live = stamp[v] == log_stamp[head]
                         head += 1
@@ -131,23 +180,26 @@ def lru_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, stamp: 
                             break
                 slot_node[s] = uniq[i]
                 stamp[s] = batch
-                pos[na] = i
-                slot[na] = s
-                na += 1
+                pos[j] = i
+                slot[j] = s
+                j += 1
             log_slot[tail] = s
             log_stamp[tail] = batch
             tail += 1
     state[1], state[2], state[3], state[4] = used, head, tail, batch + 1
-    return pos[:na].copy(), slot[:na].copy()
+    return pos, slot
 
 
 # --------------------------------------------------------------------------------- S3-FIFO
 
 
+_ADMITTED = np.int8(4)  # a bit of an S3-FIFO count: the slot was admitted earlier in this batch
+
+
 @njit(cache=True, nogil=True)
 def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq: np.ndarray, sq: np.ndarray,
-                mq: np.ndarray, ghost_time: np.ndarray, st: np.ndarray, rec_of: np.ndarray,
-                rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                mq: np.ndarray, ghost_time: np.ndarray, st: np.ndarray, rec_of: np.ndarray, slot_of: np.ndarray,
+                node_of_slot: np.ndarray, off: int) -> tuple[np.ndarray, np.ndarray]:
     """S3-FIFO (Yang et al., SOSP 2023) as DGL GraphBolt implements it, one row at a time in
     batch order: a hit adds one to the row's 2-bit count (at most 3); a miss takes a free slot
     or evicts one and enters the main queue if the ghost queue remembers it, else the small
@@ -159,21 +211,44 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
     queue (a row's ghost entry is its eviction time; a re-admitted row leaves the ghost).
 
     ``st`` holds ``[capacity, used, s_head, s_len, m_head, m_len, ghost_clock, s_target,
-    ghost_capacity, batch]``; the queues are rings of ``capacity`` slots.
+    ghost_capacity, batch]``; the queues are rings of ``capacity`` slots. A slot admitted in this
+    batch carries ``_ADMITTED`` in its count until the batch ends, so that evicting it again
+    drops its admission record (``rec_of``) without a per-slot batch stamp to look up. A
+    non-empty ``slot_of`` is the store's id -> slot map (see ``lru_step``), updated here.
     """
-    cap, used, sh, sl, mh, ml, clock, s_target, g_cap, batch = (st[0], st[1], st[2], st[3], st[4], st[5], st[6],
-                                                                 st[7], st[8], st[9])
+    cap, used, sh, sl, mh, ml, clock, s_target, g_cap = (st[0], st[1], st[2], st[3], st[4], st[5], st[6],
+                                                         st[7], st[8])
     n = uniq.shape[0]
+    maps = slot_of.shape[0] > 0
     pos = np.empty(n, np.int64)
     slot = np.empty(n, np.int64)
     na = 0
-    ghost = np.empty(n, np.int64)
-    for i in range(n):  # independent loads first (they overlap); the scan below is sequential
-        ghost[i] = ghost_time[uniq[i]]
+    dropped = 0
+    ahead = cap > 2 * PREFETCH_AHEAD  # the rings' next entries are worth asking for
     for i in range(n):
         x = uniq[i]
         s = slots[i]
-        if s >= 0 and slot_node[s] == x:
+        if ahead:
+            if i + PREFETCH_AHEAD < n:
+                s2 = slots[i + PREFETCH_AHEAD]
+                if s2 >= 0:
+                    prefetch(slot_node, s2)
+                    prefetch(freq, s2)
+                else:
+                    prefetch(ghost_time, uniq[i + PREFETCH_AHEAD])
+                if maps:
+                    prefetch(slot_of, uniq[i + PREFETCH_AHEAD])
+            t = sh + PREFETCH_AHEAD
+            v2 = sq[t - cap if t >= cap else t]
+            prefetch(freq, v2)
+            prefetch(slot_node, v2)
+            t = sh + PREFETCH_AHEAD // 2
+            prefetch(ghost_time, slot_node[sq[t - cap if t >= cap else t]])
+            if maps:
+                prefetch(slot_of, slot_node[sq[t - cap if t >= cap else t]])
+            t = mh + PREFETCH_AHEAD
+            prefetch(freq, mq[t - cap if t >= cap else t])
+        if s >= 0 and slot_node[s] == x:  # a hit (never a slot admitted in this batch)
             if freq[s] < 3:
                 freq[s] += 1
             continue
@@ -188,8 +263,9 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
                 if sh == cap:
                     sh = 0
                 sl -= 1
-                if freq[v] > 0:
-                    freq[v] = 0
+                f = freq[v]
+                if f & 3:
+                    freq[v] = f & _ADMITTED
                     t = mh + ml
                     mq[t - cap if t >= cap else t] = v
                     ml += 1
@@ -203,18 +279,19 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
                 mh += 1
                 if mh == cap:
                     mh = 0
-                if freq[v] > 0:
+                if freq[v] & 3:
                     freq[v] -= 1
                     t = mh + ml - 1
                     mq[t - cap if t >= cap else t] = v
                 else:
                     ml -= 1
                     s = v
-            slot_node[s] = -1
-            _drop_record(s, pos, rec_of, rec_batch, batch)
-        # a row missing at the start of the batch cannot have entered the ghost since; a hit evicted
-        # earlier in this batch may have
-        gt = ghost[i] if slots[i] < 0 else ghost_time[x]
+            if freq[s] & _ADMITTED:  # admitted earlier in this batch: that admission is undone
+                pos[rec_of[s]] = -1
+                dropped += 1
+            if maps:  # the row leaves the store's map too (it lives in s, so the map points there)
+                slot_of[slot_node[s]] = -1
+        gt = ghost_time[x]
         if gt >= 0 and clock - gt <= g_cap:
             ghost_time[x] = -1
             t = mh + ml
@@ -225,27 +302,55 @@ def s3fifo_step(uniq: np.ndarray, slots: np.ndarray, slot_node: np.ndarray, freq
             sq[t - cap if t >= cap else t] = s
             sl += 1
         slot_node[s] = x
-        freq[s] = 0
-        na = _record(s, i, pos, slot, na, rec_of, rec_batch, batch)
-    st[1], st[2], st[3], st[4], st[5], st[6], st[9] = used, sh, sl, mh, ml, clock, batch + 1
-    return _compact(pos, slot, na)
+        freq[s] = _ADMITTED
+        rec_of[s] = na
+        pos[na] = i
+        slot[na] = s
+        na += 1
+        if maps:
+            slot_of[x] = s + off
+            node_of_slot[s] = x
+    for k in range(na):
+        freq[slot[k]] &= 3
+    st[1], st[2], st[3], st[4], st[5], st[6], st[9] = used, sh, sl, mh, ml, clock, st[9] + 1
+    if dropped:
+        return _compact(pos, slot, na)
+    return pos[:na], slot[:na]
+
+
+# ---------------------------------------------------------------------------------- hybrid
+
+
+@njit(cache=True, nogil=True)
+def hybrid_split(uniq: np.ndarray, slots: np.ndarray, num_static: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch rows the dynamic part of a hybrid cache sees (all but the static part's hits):
+    ``(positions in the batch, their ids, their slots in the dynamic part or -1)``, in one pass."""
+    n = uniq.shape[0]
+    rest = np.empty(n, np.int64)
+    ids = np.empty(n, np.int64)
+    sub = np.empty(n, np.int64)
+    k = 0
+    for i in range(n):
+        s = slots[i]
+        if s < num_static and s >= 0:
+            continue
+        rest[k] = i
+        ids[k] = uniq[i]
+        sub[k] = s - num_static if s >= 0 else -1
+        k += 1
+    return rest[:k], ids[:k], sub[:k]
 
 
 # -------------------------------------------------------------------- rank set (bitmap tree)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _msb(w: np.uint64) -> int:
-    """Index of the highest set bit of a non-zero word."""
-    r = 0
-    for sh in (32, 16, 8, 4, 2, 1):
-        if w >> np.uint64(sh):
-            w = w >> np.uint64(sh)
-            r += sh
-    return r
+    """Index of the highest set bit of a non-zero word (one instruction: no data-dependent branches)."""
+    return 63 - leading_zeros(w)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rankset_add(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
     """Insert ``r`` into the set (a tree of 64-bit words, level 0 the leaves)."""
     for lvl in range(offs.shape[0] - 1):
@@ -258,7 +363,7 @@ def rankset_add(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
         r >>= 6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rankset_remove(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
     """Remove ``r`` (present) from the set."""
     for lvl in range(offs.shape[0] - 1):
@@ -269,7 +374,7 @@ def rankset_remove(bits: np.ndarray, offs: np.ndarray, r: int) -> None:
         r >>= 6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rankset_max(bits: np.ndarray, offs: np.ndarray) -> int:
     """The largest member, -1 if the set is empty."""
     top = offs.shape[0] - 2
@@ -301,94 +406,75 @@ def rankset_layout(n: int) -> tuple[np.ndarray, np.ndarray]:
 # (kept until the warm start only), its latest entry in the window, its static rank; one spare
 P_NEXT, P_LAST, P_RANK = 0, 1, 2
 # entries of the planned policy's state vector
-S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT, S_FREE = 0, 1, 2, 3, 4, 5, 6
-CHUNK = 64  # slots per chunk of a bucket's stack
+S_CAP, S_USED, S_ENT_HEAD, S_ENT_TAIL, S_HI, S_NEXT = 0, 1, 2, 3, 4, 5
 
 
-@njit(cache=True, nogil=True)
-def _bucket_push(b: int, s: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
-                 st: np.ndarray) -> None:
-    """Slot ``s`` now has next use ``b``: push it on bucket ``b``'s stack (chunks of ``CHUNK``
-    slots, so pushes and pops walk contiguous memory; ``bk[b]`` = (top chunk, its fill)). Stacks
-    are lazy: an entry whose slot was re-keyed is skipped when it reaches the top. The caller
-    keeps enough free chunks (``free[:st[S_FREE]]``)."""
+@njit(cache=True, nogil=True, inline="always")
+def _bucket_push(b: int, s: int, bk: np.ndarray, ent_stack: np.ndarray, st: np.ndarray) -> None:
+    """Slot ``s`` now has next use ``b`` (a batch in the window): push it on bucket ``b``'s stack.
+
+    Bucket ``b``'s stack lives in the entry ring beside batch ``b``'s own entries (``bk[b]`` =
+    (its first entry, fill)): each of ``b``'s distinct ids is pushed there at most once (between
+    the use before ``b`` and ``b`` the row is not used, so it is not re-admitted), so the stack
+    never outgrows the batch; and no entry goes stale (a resident keyed ``b`` leaves the bucket
+    only by being popped, or when ``b`` is served and the whole bucket is dropped)."""
     h = b & (bk.shape[0] - 1)
-    c = bk[h, 0]
-    if c < 0 or bk[h, 1] == CHUNK:
-        st[S_FREE] -= 1
-        c2 = free[st[S_FREE]]
-        chunk_prev[c2] = c
-        bk[h, 0] = c2
-        bk[h, 1] = 0
-        c = c2
-    chunks[c, bk[h, 1]] = s
+    ent_stack[(bk[h, 0] + bk[h, 1]) & (ent_stack.shape[0] - 1)] = s
     bk[h, 1] += 1
     if b > st[S_HI]:
         st[S_HI] = b
 
 
-@njit(cache=True, nogil=True)
-def _bucket_clear(b: int, bk: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray, st: np.ndarray) -> None:
-    """Bucket ``b`` is served (every entry in it is stale): give its chunks back."""
-    h = b & (bk.shape[0] - 1)
-    c = bk[h, 0]
-    while c >= 0:
-        free[st[S_FREE]] = c
-        st[S_FREE] += 1
-        c = chunk_prev[c]
-    bk[h, 0] = -1
-    bk[h, 1] = 0
-
-
-@njit(cache=True, nogil=True)
-def _bucket_top(t: int, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray, free: np.ndarray,
-                skey: np.ndarray, st: np.ndarray) -> int:
-    """A slot whose next use is the furthest in the window (after batch ``t``), at the top of
-    its bucket's stack (stale entries dropped on the way); -1 if no resident has a next use."""
+@njit(cache=True, nogil=True, inline="always")
+def _bucket_top(t: int, bk: np.ndarray, ent_stack: np.ndarray, st: np.ndarray) -> int:
+    """A slot whose next use is the furthest in the window (after batch ``t``), the top of its
+    bucket's stack (``st[S_HI]`` is left at its bucket); -1 if no resident has a next use."""
     bm = bk.shape[0] - 1
     hi = st[S_HI]
-    while hi > t:
-        h = hi & bm
-        c = bk[h, 0]
-        while c >= 0:
-            k = bk[h, 1]
-            while k > 0 and skey[chunks[c, k - 1]] != hi:
-                k -= 1
-            if k > 0:
-                bk[h, 1] = k
-                st[S_HI] = hi
-                return chunks[c, k - 1]
-            free[st[S_FREE]] = c  # an exhausted chunk: back to the free list, on to the one below
-            st[S_FREE] += 1
-            c = chunk_prev[c]
-            bk[h, 0] = c
-            bk[h, 1] = CHUNK
-        bk[h, 1] = 0
+    while hi > t and bk[hi & bm, 1] == 0:
         hi -= 1
     st[S_HI] = hi
-    return -1
+    if hi <= t:
+        return -1
+    h = hi & bm
+    return ent_stack[(bk[h, 0] + bk[h, 1] - 1) & (ent_stack.shape[0] - 1)]
 
 
 @njit(cache=True, nogil=True)
-def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_id: np.ndarray,
-                  ent_next: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
-                  chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                  rank_slot: np.ndarray) -> None:
+def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray, ent_next: np.ndarray,
+                  ent_rank: np.ndarray, ent_stack: np.ndarray, st: np.ndarray, bk: np.ndarray, bits: np.ndarray,
+                  offs: np.ndarray) -> None:
     """Batch ``b`` (distinct ids) enters the window: link each id's previous occurrence in the
     window to it; an id without one (or whose last occurrence is already served) gets ``b`` as
-    its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``)."""
-    mask = ent_id.shape[0] - 1  # a power of two
+    its next use (a resident, by the store's ``slot_of``, moves from the rank set to bucket ``b``).
+    Each entry keeps the id's static rank (``ent_rank``), read in order when the batch is served."""
+    mask = ent_next.shape[0] - 1  # a power of two
     start = st[S_ENT_TAIL]
     served = st[S_ENT_HEAD]  # entries before this one are served
+    h = b & (bk.shape[0] - 1)
+    bk[h, 0] = start  # bucket b's stack: beside b's entries
+    bk[h, 1] = 0
     n = ids.shape[0]
     last = np.empty(n, np.int64)
+    node_flat = node.reshape(node.size)  # a view: prefetch takes 1-D arrays
+    rank = np.empty(n, np.int64)
     for j in range(n):  # independent loads first (they overlap)
+        if j + PREFETCH_AHEAD < n:
+            prefetch(node_flat, ids[j + PREFETCH_AHEAD] * 4)
         last[j] = node[ids[j], P_LAST]
+        rank[j] = node[ids[j], P_RANK]
     for j in range(n):
+        if j + PREFETCH_AHEAD < n:
+            prefetch(slot_of, ids[j + PREFETCH_AHEAD])
+            p2 = last[j + PREFETCH_AHEAD]
+            if p2 < served:  # may leave the rank set
+                prefetch(bits, offs[0] + (rank[j + PREFETCH_AHEAD] >> 6))
+            else:  # the previous occurrence to link
+                prefetch(ent_next, p2 & mask)
         x = ids[j]
         a = start + j
-        ent_id[a & mask] = x
         ent_next[a & mask] = -1
+        ent_rank[a & mask] = rank[j]
         p = last[j]
         if p >= served:
             ent_next[p & mask] = b
@@ -396,45 +482,43 @@ def planned_enter(b: int, ids: np.ndarray, node: np.ndarray, slot_of: np.ndarray
             node[x, P_NEXT] = b
             s = slot_of[x]
             if s >= 0:
-                rankset_remove(bits, offs, node[x, P_RANK])
-                skey[s] = b
-                _bucket_push(b, s, bk, chunks, chunk_prev, free, st)
+                rankset_remove(bits, offs, rank[j])
+                _bucket_push(b, s, bk, ent_stack, st)
         node[x, P_LAST] = a
     st[S_ENT_TAIL] = start + n
     if b > st[S_HI]:
         st[S_HI] = b
 
 
-@njit(cache=True, nogil=True)
-def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
-                   chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                   rank_slot: np.ndarray) -> None:
+@njit(cache=True, nogil=True, inline="always")
+def _planned_place(s: int, nx: int, rank: int, st: np.ndarray, bk: np.ndarray, ent_stack: np.ndarray,
+                   bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray) -> None:
     """Key slot ``s`` by its next use ``nx`` (bucket), or by ``rank`` when none is known (rank set,
     which remembers the slot of each member)."""
-    skey[s] = nx
     if nx >= 0:
-        _bucket_push(nx, s, bk, chunks, chunk_prev, free, st)
+        _bucket_push(nx, s, bk, ent_stack, st)
     else:
         rankset_add(bits, offs, rank)
         rank_slot[rank] = s
 
 
 @njit(cache=True, nogil=True)
-def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndarray, ent_next: np.ndarray,
-                    st: np.ndarray, bk: np.ndarray, chunks: np.ndarray, chunk_prev: np.ndarray,
-                    free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray,
-                    rec_of: np.ndarray, rec_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def planned_consume(t: int, slots: np.ndarray, ent_next: np.ndarray, ent_rank: np.ndarray, ent_stack: np.ndarray,
+                    st: np.ndarray, bk: np.ndarray, bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray,
+                    rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Serve batch ``t`` (the window's first; ``slots``: its rows' slots at the start, from the
     store): Belady inside the window. Rows are ranked by next use (a batch index in the window),
     rows with no use in the window after them by their static rank; after the batch the cache
     holds the best ``capacity`` rows of (residents + batch). Hits are re-keyed first, then each
     miss replaces the worst resident if it ranks strictly better, else bypasses the cache.
 
-    Only rows with no use left in the window touch the node table here (their rank); the next
-    uses come in order from the entry ring, filled when the batches entered; a victim's slot
-    comes from its bucket entry or from ``rank_slot``. The store keeps the id -> slot map."""
+    Nothing here touches the per-node table: next uses and ranks come in order from the entry
+    ring, filled when the batches entered; a victim's slot
+    comes from its bucket's stack or from ``rank_slot``. ``rec[s]`` = ``t << 32 | record`` of an
+    admission into slot ``s`` made in this batch (undone if ``s`` is evicted again in it). The
+    store keeps the id -> slot map."""
     cap = st[S_CAP]
-    mask = ent_id.shape[0] - 1  # a power of two
+    mask = ent_next.shape[0] - 1  # a power of two
     start = st[S_ENT_HEAD]
     n = slots.shape[0]
     pos = np.empty(n, np.int64)
@@ -442,21 +526,26 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
     miss_j = np.empty(n, np.int64)
     miss_next = np.empty(n, np.int64)
     rank = np.empty(n, np.int64)
-    for j in range(n):  # ranks of the rows with no next use in the window (independent loads)
-        if ent_next[(start + j) & mask] < 0:
-            rank[j] = node[ent_id[(start + j) & mask], P_RANK]
+    d = PREFETCH_AHEAD
+    for j in range(n):
+        rank[j] = ent_rank[(start + j) & mask]
     nm = 0
     for j in range(n):
+        if j + d < n and slots[j + d] >= 0 and ent_next[(start + j + d) & mask] < 0:
+            prefetch(rank_slot, rank[j + d])
+            prefetch(bits, offs[0] + (rank[j + d] >> 6))
         nx = ent_next[(start + j) & mask]
         s = slots[j]
-        if s >= 0:  # a hit: re-key (its entry in bucket t goes stale)
-            _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
+        if s >= 0:  # a hit: re-key (it leaves bucket t, which is dropped below)
+            _planned_place(s, nx, rank[j], st, bk, ent_stack, bits, offs, rank_slot)
         else:
             miss_j[nm] = j
             miss_next[nm] = nx
             nm += 1
-    _bucket_clear(t, bk, chunk_prev, free, st)  # bucket t is served: its entries are all stale
+    bk[t & (bk.shape[0] - 1), 1] = 0  # bucket t is served: every entry in it was re-keyed
     na = 0
+    dropped = 0
+    tag = np.int64(t) << 32
     r = rankset_max(bits, offs)  # the worst resident without a next use; kept current below
     top = -2  # the slot of the worst resident with one (-2: to look up); only a pop changes it, as
     # admissions here are keyed below it
@@ -479,34 +568,42 @@ def planned_consume(t: int, slots: np.ndarray, node: np.ndarray, ent_id: np.ndar
                 if nx < 0:
                     continue
                 if top == -2:
-                    top = _bucket_top(t, bk, chunks, chunk_prev, free, skey, st)
+                    top = _bucket_top(t, bk, ent_stack, st)
                 if nx >= st[S_HI]:
                     continue
                 s = top
-                bk[st[S_HI] & (bk.shape[0] - 1), 1] -= 1  # pop it
+                h = st[S_HI] & (bk.shape[0] - 1)
+                bk[h, 1] -= 1  # pop it
                 top = -2
-            _drop_record(s, pos, rec_of, rec_batch, t)
-        _planned_place(s, nx, rank[j], st, bk, chunks, chunk_prev, free, skey, bits, offs, rank_slot)
+                if bk[h, 1] > d:  # the victims after it: their admission records
+                    prefetch(rec, ent_stack[(bk[h, 0] + bk[h, 1] - d) & (ent_stack.shape[0] - 1)])
+            if (rec[s] >> 32) == t:  # admitted earlier in this batch: that admission is undone
+                pos[rec[s] & 0xFFFFFFFF] = -1
+                dropped += 1
+        _planned_place(s, nx, rank[j], st, bk, ent_stack, bits, offs, rank_slot)
         if nx < 0 and rank[j] > r:
             r = rank[j]
-        na = _record(s, j, pos, slot, na, rec_of, rec_batch, t)
+        rec[s] = tag | na
+        pos[na] = j
+        slot[na] = s
+        na += 1
     st[S_ENT_HEAD] = start + n
     st[S_NEXT] = t + 1
-    return _compact(pos, slot, na)
+    if dropped:
+        return _compact(pos, slot, na)
+    return pos[:na], slot[:na]
 
 
 @njit(cache=True, nogil=True)
-def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, bk: np.ndarray, chunks: np.ndarray,
-                    chunk_prev: np.ndarray, free: np.ndarray, skey: np.ndarray, bits: np.ndarray, offs: np.ndarray,
-                    rank_slot: np.ndarray) -> np.ndarray:
+def planned_preload(ids: np.ndarray, node: np.ndarray, st: np.ndarray, bk: np.ndarray, ent_stack: np.ndarray,
+                    bits: np.ndarray, offs: np.ndarray, rank_slot: np.ndarray) -> np.ndarray:
     """Key ``ids`` (not resident, at most the free slots) into the next free slots; returns the slots."""
     out = np.empty(ids.shape[0], np.int64)
     for k in range(ids.shape[0]):
         x = ids[k]
         s = st[S_USED]
         st[S_USED] += 1
-        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, bk, chunks, chunk_prev, free, skey, bits, offs,
-                       rank_slot)
+        _planned_place(s, node[x, P_NEXT], node[x, P_RANK], st, bk, ent_stack, bits, offs, rank_slot)
         out[k] = s
     return out
 

@@ -144,6 +144,9 @@ class TieredFeatureStore(FeatureStore):
         self.reset_stats()
         self._preload_rows = 0
         self._load(policy.bind(n, cap), None)
+        # a policy that can update the host maps in its own pass does (the CUDA mirror needs each
+        # admission's old row, which only the separate update collects)
+        self._maps = (self.slot_of, self.node_of_slot) if policy.updates_maps and device.type == "cpu" else None
 
     # ------------------------------------------------------------------ FeatureStore basics
     @property
@@ -203,7 +206,7 @@ class TieredFeatureStore(FeatureStore):
                 if self.policy.expects(uniq):
                     if self._planned_raw:
                         self._planned_raw.popleft()
-                    pos, sl = self.policy.step(uniq, slots)
+                    pos, sl = self.policy.step(uniq, slots, self._maps)
                     t1 = time.thread_time()
                     self._policy_s += t1 - t0
                     self._admit(uniq, pos, sl, rows)
@@ -259,12 +262,13 @@ class TieredFeatureStore(FeatureStore):
         return out, hits
 
     def _admit(self, uniq: np.ndarray, pos: np.ndarray, slots: np.ndarray, rows: torch.Tensor) -> None:
-        """Put batch rows ``pos`` (already gathered in ``rows``) into cache ``slots``."""
+        """Put batch rows ``pos`` (already gathered in ``rows``) into cache ``slots`` (and into the
+        slot maps, unless the policy's step did that itself)."""
         if pos.size == 0:
             return
-        ids = uniq[pos]
         t0 = time.thread_time()
-        self._set_slots(ids, slots)
+        if self._maps is None:
+            self._set_slots(uniq[pos], slots)
         t1 = time.thread_time()
         if self.cache_device.type == "cpu":
             kernels.copy_rows(self._cache_bits, bit_view(rows), pos, slots)
@@ -273,7 +277,7 @@ class TieredFeatureStore(FeatureStore):
             self.cache_rows[torch.from_numpy(slots).to(dev)] = rows[torch.from_numpy(pos).to(dev)]
         self._maps_s += t1 - t0
         self._admit_copy_s += time.thread_time() - t1
-        self._admitted += ids.size
+        self._admitted += pos.size
 
     def _set_slots(self, ids: np.ndarray, slots: np.ndarray) -> None:
         """Maps: ``ids`` now live in ``slots``; whatever those slots held is out."""
@@ -322,15 +326,26 @@ class TieredFeatureStore(FeatureStore):
                     skip = known - at
             new, raw = [], []
             for b in upcoming[skip:skip + self.policy.lookahead - known]:
-                ids = self._check_ids(b).cpu().numpy()
-                self._batch += 1
-                new.append(kernels.dedupe_first_occurrence(ids, self._mark, self._batch)[0])
+                new.append(self._distinct(b))
                 raw.append(b)
             self._planned_raw.extend(raw)
             loads = self.policy.plan(new, self.slot_of) if new else None
             self._plan_s += time.thread_time() - t0
             if loads is not None:
                 self._load(*loads)
+
+    def _distinct(self, b: Any) -> np.ndarray:
+        """Distinct ids of a batch seen ahead, first-occurrence order; checked as ``gather``
+        checks them, the range in the same pass as the dedupe."""
+        ids = torch.as_tensor(b)
+        if ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            self._check_ids(ids)  # raises the error that names the problem
+        ids = ids.long().cpu().numpy()
+        self._batch += 1
+        u, ok = kernels.distinct_in_range(ids, self._mark, self._batch)
+        if not ok:
+            self._check_ids(torch.from_numpy(ids))  # raises: ids out of range
+        return u
 
     def _find_known(self, b: Any, known: int) -> int | None:
         """Index of batch ``b`` among the policy's known, unserved batches, or None."""
@@ -350,7 +365,8 @@ class TieredFeatureStore(FeatureStore):
         """Per tier: ``cache`` (rows and bytes served from it, hits, requests, hit rate, capacity,
         resident rows and bytes, rows admitted, preloaded, batches, unplanned batches, and the
         policy's bookkeeping seconds: ``policy_s`` its decisions per gather, ``plan_s`` its work on
-        ``plan()`` calls, ``maps_s`` the slot-map updates, ``bookkeeping_s`` their sum;
+        ``plan()`` calls, ``maps_s`` the slot-map updates (in ``policy_s`` instead for a policy
+        that updates the maps in its own pass, ``updates_maps``), ``bookkeeping_s`` their sum;
         ``admit_copy_s`` is the copying of admitted rows into the cache tier, data movement not
         counted as bookkeeping) and the backing tier ``host`` or ``disk`` (rows and bytes read for
         batches, rows preloaded from it, rows read by ``all()``). Requests count distinct ids per

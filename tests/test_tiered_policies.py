@@ -230,6 +230,32 @@ def test_hybrid_matches_static_plus_reference_s3fifo(trace, warm, cap):
     assert hits == ref
 
 
+@pytest.mark.parametrize("cap", (1, 3, 37, 120))
+@pytest.mark.parametrize("name", ["s3fifo", "hybrid"])
+def test_policies_that_update_the_maps_decide_the_same_without_them(trace, warm, name, cap):
+    """S3-FIFO (and the hybrid's S3-FIFO part) update a CPU store's slot maps in their own pass;
+    a CUDA store applies their admissions itself (``step`` without maps). Both ways, the same
+    admissions and the same maps, batch by batch."""
+    from gnnsys.storage import kernels
+    from gnnsys.storage.policies import make_policy
+
+    pols = [make_policy(name, N, counts=torch.from_numpy(warm), static_fraction=0.5) for _ in range(2)]
+    maps = []
+    for p in pols:
+        ids = p.bind(N, cap)
+        slot_of, node_of_slot = np.full(N, -1, np.int32), np.full(max(cap, 1), -1, np.int64)
+        kernels.apply_admissions(slot_of, node_of_slot, ids, np.arange(ids.size))
+        maps.append((slot_of, node_of_slot))
+    assert pols[0].updates_maps
+    for b in trace:
+        u = np.array(distinct(b), np.int64)
+        fused = pols[0].step(u, maps[0][0][u].astype(np.int64), maps[0])
+        apart = pols[1].step(u, maps[1][0][u].astype(np.int64))
+        kernels.apply_admissions(*maps[1], u[apart[0]], apart[1])
+        assert all(np.array_equal(a, b) for a, b in zip(fused, apart))
+        assert np.array_equal(maps[0][0], maps[1][0]) and np.array_equal(maps[0][1], maps[1][1])
+
+
 @pytest.mark.parametrize("cap", CAPS)
 def test_belady_matches_reference(trace, cap):
     hits, _ = run_store("belady", trace, cap, trace=trace)
@@ -253,9 +279,12 @@ def test_planned_with_the_whole_trace_as_window_is_belady(trace, warm, cap):
 
 
 def test_planned_window_grows_its_entry_ring():
-    """A window holding more entries than the initial ring (65,536) is re-laid out correctly."""
-    trace = [torch.from_numpy(np.random.default_rng(t).permutation(N)[:290]) for t in range(260)]
-    hits, _ = run_store("planned", trace, 150, window=240)
+    """A window holding more entries than the initial ring (65,536) is re-laid out correctly.
+    The ring is sized for the window from the first batch, so that one is small here: the
+    larger batches after it make the ring grow while the window fills."""
+    trace = [torch.from_numpy(np.random.default_rng(t).permutation(N)[:290 if t else 20]) for t in range(260)]
+    hits, store = run_store("planned", trace, 150, window=240)
+    assert store.policy.ent_next.shape[0] > 1 << 16
     belady, _ = run_store("belady", trace, 150, trace=trace)
     # a window of 240 of 260 batches: only the last 20 batches' uses are unseen at the start
     assert sum(hits) == sum(ref_window_belady(trace, 150, 240))

@@ -294,7 +294,16 @@ def test_bad_ids():
     planned = TieredFeatureStore(features(), 10, "planned", window=2)
     with pytest.raises(GraphError, match="out of range"):
         planned.plan([torch.tensor([0, 500])])  # a planned cache checks what it is told
-    assert planned.policy.known_ahead() == 0
+    # the range is checked in the dedupe pass: a bad id after good ones, in a later batch of the call
+    with pytest.raises(GraphError, match="ids -3..7 out of range"):
+        planned.plan([torch.tensor([1, 2]), torch.tensor([5, 7, -3, 5])])
+    with pytest.raises(GraphError, match="integers, got torch.float32"):
+        planned.plan([torch.tensor([1.0])])
+    with pytest.raises(GraphError, match="1-D"):
+        planned.plan([torch.tensor([[1, 2]])])
+    assert planned.policy.known_ahead() == 0  # nothing half-planned
+    planned.plan([torch.tensor([3, 1, 3]), torch.tensor([1])])
+    assert [planned.policy.known_batch(i).tolist() for i in range(2)] == [[3, 1], [1]]
 
 
 def test_feature_rows_must_match_graph_nodes():
