@@ -7,11 +7,12 @@ pipeline's prefetch thread can gather while the training thread computes.
 from __future__ import annotations
 
 import numpy as np
-from gnnsys.storage.policy_kernels import prefetch
 from numba import njit
 
+from gnnsys.numba_intrinsics import prefetch
+
 _LOW32 = (1 << 32) - 1
-_AHEAD = 16  # admissions ahead whose map lines are asked for (see policy_kernels.prefetch)
+_AHEAD = 16  # admissions ahead whose map lines are asked for (gnnsys.numba_intrinsics.prefetch)
 
 
 @njit(cache=True, nogil=True)

@@ -13,34 +13,13 @@ batch is evicted again (a batch larger than the cache), its earlier record is dr
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit
-from numba.core import cgutils, types
 from numba.cpython.unsafe.numbers import leading_zeros
-from numba.extending import intrinsic
+
+from gnnsys.numba_intrinsics import prefetch
 
 PREFETCH_AHEAD = 16  # entries ahead a scan asks for the cache lines it will touch
 
-
-@intrinsic
-def prefetch(typingctx, arr, idx):  # noqa: ARG001 (numba's intrinsic signature)
-    """Ask for the cache line of ``arr[idx]`` (a 1-D array; LLVM's prefetch, which never faults).
-    The policies' scans know a few entries ahead which random rows they will touch; a miss to a
-    map of millions of rows costs ~100 ns here, and several in flight overlap."""
-    sig = types.void(arr, idx)
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [idx], wraparound=False)
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 # ----------------------------------------------------------------------------- shared helpers
 
