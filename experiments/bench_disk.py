@@ -40,6 +40,7 @@ from gnnsys.experiments.bench_samplers import bench_graph
 from gnnsys.models import build_model
 from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
 from gnnsys.storage import InMemoryFeatureStore
+from gnnsys.storage.allocator import limit_arenas
 from gnnsys.storage.budget import format_bytes, parse_bytes
 from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty
 from gnnsys.storage.feature_file import FeatureFile, write_feature_file
@@ -183,6 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.num_nodes, args.avg_degree, args.dim, args.roots, args.coverage = 20_000, 10.0, 256, 200, 3.0
         args.memory_budget = args.memory_budget if args.memory_budget != "2GB" else "8MB"
     budget = parse_bytes(args.memory_budget)
+    limit_arenas()  # as an out-of-core run does, before any thread allocates (storage/allocator.py)
     root = Path(args.cache_dir or os.environ.get("GNNSYS_CACHE") or Path.home() / ".cache" / "gnnsys")
     os.environ["GNNSYS_CACHE"] = str(root)  # bench_graph caches the graph there too
     root.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.warmup_steps:  # kernels compiled, torch's pools started: no configuration pays for them
         t = time.perf_counter()
         warm = OutOfCoreStore(ff.path, budget, graph=g, layout="rows", policy=args.policy, sampler=sampler,
-                              counts=counts, cache_dir=root)
+                              counts=counts, cache_dir=root, model_widths=(args.hidden, args.classes))
         _train(warm, sampler, y, state, args, 1, steps=args.warmup_steps)
         warm.close()
         del warm
@@ -235,7 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store = InMemoryFeatureStore(x, check_finite=False)
         else:
             store = OutOfCoreStore(ff.path, budget, graph=g, layout=mode, policy=args.policy, sampler=sampler,
-                                   counts=counts, cache_dir=root, queue_depth=args.queue_depth)
+                                   counts=counts, cache_dir=root, model_widths=(args.hidden, args.classes),
+                                   queue_depth=args.queue_depth)
             if mode == "memmap":
                 drop = store.disk.drop_pages
         r = _train(store, sampler, y, state, args, args.epochs, drop)
