@@ -142,7 +142,8 @@ def _os_error(e: OSError, path: Path, what: str) -> Exception:
 
 class IOCounters:
     """Bytes and requests read, and the seconds during which at least one read was in flight
-    (``busy_s``: the union of the requests' intervals, so throughput = bytes / busy_s)."""
+    (``busy_s``: the union of the requests' intervals, each from just before its ``preadv`` to
+    just after, so throughput = bytes / busy_s)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -226,14 +227,15 @@ class IOPool:
 
     def _run(self, f: DiskFile, offsets: np.ndarray, lengths: np.ndarray, buf: np.ndarray, buf_offsets: np.ndarray,
              need: np.ndarray, lo: int, hi: int) -> None:
-        self.counters.enter()
-        got = 0
-        try:
-            mv = memoryview(buf)
-            fd = f.fd
-            for i in range(lo, hi):
-                off, ln, bo, nd = int(offsets[i]), int(lengths[i]), int(buf_offsets[i]), int(need[i])
-                done = 0
+        mv = memoryview(buf)
+        fd = f.fd
+        for i in range(lo, hi):
+            off, ln, bo, nd = int(offsets[i]), int(lengths[i]), int(buf_offsets[i]), int(need[i])
+            done = 0
+            # busy time brackets the request itself: a thread waiting to be scheduled before it
+            # issues its read, or between two, has no read in flight
+            self.counters.enter()
+            try:
                 while done < ln:
                     try:
                         k = os.preadv(fd, [mv[bo + done:bo + ln]], off + done)
@@ -244,14 +246,13 @@ class IOPool:
                     done += k
                     if not f.direct:
                         break  # buffered: one call reads what exists
-                got += done
-                if done < nd:
-                    raise DataFormatError(f"{f.path}: the file ends at byte {off + done}, but rows reach byte "
-                                          f"{off + nd} (truncated?); rewrite it with write_feature_file")
-                if not f.direct and hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(fd, off, ln, os.POSIX_FADV_DONTNEED)  # the page cache keeps nothing
-        finally:
-            self.counters.leave(got, hi - lo)
+            finally:
+                self.counters.leave(done, 1)
+            if done < nd:
+                raise DataFormatError(f"{f.path}: the file ends at byte {off + done}, but rows reach byte "
+                                      f"{off + nd} (truncated?); rewrite it with write_feature_file")
+            if not f.direct and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, off, ln, os.POSIX_FADV_DONTNEED)  # the page cache keeps nothing
 
     def close(self) -> None:
         """Stop the threads (after the reads in flight)."""
