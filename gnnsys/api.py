@@ -142,7 +142,8 @@ def _with_disk_features(dataset: Dataset, cfg: TrainConfig, split: dict[str, tor
     store = OutOfCoreStore(cfg.feature_file, cfg.memory_budget, graph=dataset.graph, layout=cfg.disk_layout,
                            policy=policy, sampler=sampler, counts=counts, cache_dir=cfg.cache_dir,
                            train_nodes=(split or dataset.split).get("train") if dataset.task == "node" else None,
-                           batches_held=(cfg.prefetch if cfg.prefetch is not None else 1) + 3)
+                           batches_held=(cfg.prefetch if cfg.prefetch is not None else 1) + 3,
+                           model_widths=[cfg.hidden or 0] * max(cfg.layers - 1, 0) + [dataset.num_classes or 0])
     own = dataset.features
     if own is not None and (own.dim != store.dim or own.dtype != store.dtype):
         store.close()
@@ -239,6 +240,10 @@ def train(config: TrainConfig | None = None, data: Dataset | None = None, **over
         cfg = replace(config, **overrides)
     cfg.validate()
     check_run_outputs(cfg)
+    if cfg.features == "disk":  # before loading and sampling start threads: see storage/allocator.py
+        from gnnsys.storage.allocator import limit_arenas
+
+        limit_arenas()
     t0 = time.perf_counter()
     dataset = data if data is not None else load_dataset(cfg.dataset, root=cfg.data_root)
     cfg = cfg.resolved(dataset.name, dataset.task)

@@ -352,7 +352,10 @@ class SaintSampler(IterableDataset):
         else:  # worker w serves every num_workers-th index: the loader's round-robin keeps order
             ks = list(range(start + info.id, start + n, info.num_workers))
         for i in range(0, len(ks), self.group_size):
-            yield from self.sample_at(ks[i:i + self.group_size])
+            group = self.sample_at(ks[i:i + self.group_size])
+            group.reverse()
+            while group:  # popped, not iterated: the group must not keep a consumed batch (and the
+                yield group.pop()  # features the pipeline attached to it) alive until its last batch
 
     def dataloader(self, num_workers: int = 0, **kw: Any) -> SaintLoader:
         """An iterable of epochs through ``torch.utils.data.DataLoader`` (``batch_size=None``)

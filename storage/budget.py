@@ -5,8 +5,10 @@ while it runs.
 The budget is split up front (``plan_budget``): the I/O staging buffer (where every read in
 flight lands: reads never hold more than it), the batch buffers (the rows of the batches the
 loading pipeline holds at once: the one being gathered, the ones queued by prefetching and the
-one the model computes on), and the cache tier, which gets what is left. ``MemoryBudget``
-records what is allocated and in flight and its peak, so a run can show that the split held.
+one the model computes on), the batches' working memory (``batch_work_bytes``: the miss rows
+of the batch being gathered, the batches' edges and operators, the model's activations and
+their gradients), and the cache tier, which gets what is left. ``MemoryBudget`` records what
+is allocated and in flight and its peak, so a run can show that the split held.
 """
 
 from __future__ import annotations
@@ -51,16 +53,44 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+#: Tensors of ``rows x width`` one layer keeps per training step: its transform's and its
+#: aggregation's outputs and the nonlinearity's (saved for backward), and as many gradients.
+ACTIVATION_COPIES = 6
+#: Bytes per edge of a batch as the loading pipeline holds it: ``edge_index`` (2 x int64),
+#: ``edge_ids`` (int64), ``edge_weight`` (float32), the operator's CSR columns (int64) and values
+#: (float32) (measured: 4.7 MB for a 8.4k-node random-walk batch of the benchmark's graph).
+EDGE_BYTES = 44
+
+
+def batch_work_bytes(max_batch_rows: int, row_bytes: int, widths: Any = (), *, avg_degree: float = 0.0,
+                     max_edges: int | None = None, batches_held: int = 4, dtype_bytes: int = 4) -> int:
+    """Memory a training step needs besides the batches' feature rows: the miss rows of the batch
+    being gathered (read before they are placed among its cached rows), the edges and operators
+    of the ``batches_held`` batches (at most ``avg_degree`` edges per row: a sampled subgraph's
+    nodes have at most their full degree on average; never more than the graph's ``max_edges``),
+    and ``ACTIVATION_COPIES`` tensors of
+    ``rows x width`` per layer output width in ``widths`` (the model's hidden and output sizes)."""
+    if max_batch_rows < 0 or row_bytes <= 0 or avg_degree < 0 or batches_held < 1:
+        raise ConfigError(f"batch_work_bytes: bad sizes (rows {max_batch_rows}, row bytes {row_bytes}, average "
+                          f"degree {avg_degree}, batches held {batches_held})")
+    miss = max_batch_rows * row_bytes
+    per_batch = max_batch_rows * avg_degree if max_edges is None else min(max_batch_rows * avg_degree, max_edges)
+    edges = batches_held * int(per_batch * EDGE_BYTES)
+    acts = ACTIVATION_COPIES * max_batch_rows * int(sum(int(w) for w in widths)) * dtype_bytes
+    return int(miss + edges + acts)
+
+
 @dataclass(frozen=True)
 class BudgetSplit:
-    """How a budget is divided: bytes of the staging buffer, of the batch buffers, and rows of
-    the cache tier (the rest)."""
+    """How a budget is divided: bytes of the staging buffer, of the batch buffers, of the
+    batches' working memory, and rows of the cache tier (the rest)."""
 
     total: int
     staging: int
     batch_buffers: int
     cache_rows: int
     row_bytes: int
+    work: int = 0
 
     @property
     def cache_bytes(self) -> int:
@@ -69,18 +99,20 @@ class BudgetSplit:
     @property
     def minimum(self) -> int:
         """The smallest budget this run works with (no cache tier)."""
-        return self.staging + self.batch_buffers
+        return self.staging + self.batch_buffers + self.work
 
     def as_dict(self) -> dict[str, int]:
         return {"total": self.total, "staging": self.staging, "batch_buffers": self.batch_buffers,
-                "cache_rows": self.cache_rows, "cache_bytes": self.cache_bytes, "minimum": self.minimum}
+                "work": self.work, "cache_rows": self.cache_rows, "cache_bytes": self.cache_bytes,
+                "minimum": self.minimum}
 
 
 def plan_budget(budget: Any, *, row_bytes: int, num_rows: int, max_batch_rows: int, batches_held: int = 3,
-                staging: int | None = None, max_cache_rows: int | None = None) -> BudgetSplit:
+                staging: int | None = None, max_cache_rows: int | None = None, work_bytes: int = 0) -> BudgetSplit:
     """Split ``budget`` (bytes or a size string) between staging (``staging`` bytes, default
     ``DEFAULT_STAGING`` or less when one batch's rows need less), ``batches_held`` batch buffers
-    of ``max_batch_rows`` rows and the cache tier (at most ``max_cache_rows``, default all rows).
+    of ``max_batch_rows`` rows, the batches' working memory (``work_bytes``, see
+    ``batch_work_bytes``) and the cache tier (at most ``max_cache_rows``, default all rows).
     ``ConfigError`` with the smallest budget that works when the budget cannot hold one
     batch's buffers."""
     total = parse_bytes(budget)
@@ -90,16 +122,19 @@ def plan_budget(budget: Any, *, row_bytes: int, num_rows: int, max_batch_rows: i
     if staging is None:  # a batch's rows in one or two rounds of reads, at most the default, at least 256 KiB
         staging = min(DEFAULT_STAGING, max(256 << 10, max_batch_rows * row_bytes))
     staging = -(-int(staging) // 4096) * 4096  # whole pages (O_DIRECT)
-    need = staging + batch
+    if work_bytes < 0:
+        raise ConfigError(f"plan_budget: working memory must be >= 0 bytes, got {work_bytes}")
+    need = staging + batch + int(work_bytes)
     if total < need:
         raise ConfigError(
             f"memory budget {format_bytes(total)} is smaller than what one batch needs: {batches_held} batch "
-            f"buffers of up to {max_batch_rows} rows x {row_bytes} bytes ({format_bytes(batch)}) plus the "
-            f"{format_bytes(staging)} read staging buffer; the smallest budget that works is {need} bytes "
-            f"(--memory-budget {(need + 999_999) // 1_000_000}MB), with no cache tier")
+            f"buffers of up to {max_batch_rows} rows x {row_bytes} bytes ({format_bytes(batch)}), the "
+            f"{format_bytes(staging)} read staging buffer and {format_bytes(work_bytes)} of working memory; the "
+            f"smallest budget that works is {need} bytes (--memory-budget {(need + 999_999) // 1_000_000}MB), "
+            "with no cache tier")
     rows = (total - need) // row_bytes
     cap = num_rows if max_cache_rows is None else min(num_rows, max_cache_rows)
-    return BudgetSplit(total, staging, batch, int(min(rows, cap)), row_bytes)
+    return BudgetSplit(total, staging, batch, int(min(rows, cap)), row_bytes, int(work_bytes))
 
 
 class MemoryBudget:

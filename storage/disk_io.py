@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gnnsys.storage import direct_read
+from gnnsys.storage.direct_read import union_seconds
 
 from gnnsys.errors import ConfigError, DataFormatError
 
@@ -142,58 +144,64 @@ def _os_error(e: OSError, path: Path, what: str) -> Exception:
 
 class IOCounters:
     """Bytes and requests read, and the seconds during which at least one read was in flight
-    (``busy_s``: the union of the requests' intervals, so throughput = bytes / busy_s)."""
+    (``busy_s``: per ``IOPool`` call, the union of its requests' intervals, each from the
+    request's issue to its completion; throughput = bytes / busy_s)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.bytes = 0
         self.requests = 0
         self.busy_s = 0.0
-        self._active = 0
-        self._t0 = 0.0
 
-    def enter(self) -> None:
+    def add(self, nbytes: int, requests: int, busy_s: float) -> None:
+        """Count one call's reads."""
         with self._lock:
-            if self._active == 0:
-                self._t0 = time.perf_counter()
-            self._active += 1
-
-    def leave(self, nbytes: int, requests: int) -> None:
-        with self._lock:
-            self._active -= 1
-            self.bytes += nbytes
-            self.requests += requests
-            if self._active == 0:
-                self.busy_s += time.perf_counter() - self._t0
+            self.bytes += int(nbytes)
+            self.requests += int(requests)
+            self.busy_s += float(busy_s)
 
     def snapshot(self) -> dict[str, float]:
         """``{"bytes", "requests", "busy_s"}`` so far."""
         with self._lock:
-            busy = self.busy_s + (time.perf_counter() - self._t0 if self._active else 0.0)
-            return {"bytes": self.bytes, "requests": self.requests, "busy_s": busy}
+            return {"bytes": self.bytes, "requests": self.requests, "busy_s": self.busy_s}
 
 
 class ReadHandle:
-    """Reads in flight (``IOPool.submit``); ``wait()`` blocks until all are done and re-raises
-    a failed read's error."""
+    """Reads in flight (``IOPool.submit``); ``wait()`` blocks until all are done, counts them
+    and re-raises a failed read's error."""
 
-    def __init__(self, futures: list[Future]) -> None:
+    def __init__(self, futures: list[Future], counters: IOCounters | None = None) -> None:
         self._futures = futures
+        self._counters = counters
 
     def done(self) -> bool:
         return all(f.done() for f in self._futures)
 
     def wait(self) -> None:
+        parts = []
+        error: BaseException | None = None
         for f in self._futures:
-            f.result()
+            try:
+                parts.append(f.result())
+            except BaseException as e:  # noqa: BLE001 - the first error is re-raised once all are done
+                error = error or e
+        if self._counters is not None and parts:
+            self._counters.add(sum(p[0] for p in parts), sum(p[1] for p in parts),
+                               union_seconds(np.concatenate([p[2] for p in parts]),
+                                             np.concatenate([p[3] for p in parts])))
+            self._counters = None
+        if error is not None:
+            raise error
 
 
 class IOPool:
     """Threads that run the store's reads, ``queue_depth`` requests in flight at most.
 
     A call hands lists of ``(file offset, length, buffer offset)`` spans to the pool; each
-    worker takes a contiguous share and issues ``os.preadv`` for each span (the GIL is released
-    while a read waits). ``counters`` adds up what was read."""
+    worker takes a contiguous share and reads it: with ``O_DIRECT`` in one GIL-free numba call
+    (``direct_read``: a finished request never waits for the interpreter), else with
+    ``os.preadv`` per span (buffered reads, and ``POSIX_FADV_DONTNEED`` after each).
+    ``counters`` adds up what was read."""
 
     def __init__(self, queue_depth: int = 8, name: str = "gnnsys-io") -> None:
         if queue_depth < 1:
@@ -207,17 +215,18 @@ class IOPool:
         """Start reading span ``i`` (``lengths[i]`` bytes at file offset ``offsets[i]``) into
         ``buf[buf_offsets[i]:]``. ``need[i]`` (default ``lengths[i]``) is how many of those bytes
         must exist: a span may run past the end of the file by its page rounding, never further
-        (a shorter read is a truncated file)."""
+        (a shorter read is a truncated file). The reads are counted when ``wait()`` returns."""
         n = len(offsets)
         if n == 0:
             return ReadHandle([])
-        need = lengths if need is None else need
+        offsets, lengths, buf_offsets = (np.ascontiguousarray(a, np.int64) for a in (offsets, lengths, buf_offsets))
+        need = lengths if need is None else np.ascontiguousarray(need, np.int64)
         parts = min(self.queue_depth, n)
         bounds = np.linspace(0, n, parts + 1).astype(np.int64)
         args = (f, offsets, lengths, buf, buf_offsets, need)
         futs = [self._pool.submit(self._run, *args, int(bounds[i]), int(bounds[i + 1])) for i in range(parts)
                 if bounds[i + 1] > bounds[i]]
-        return ReadHandle(futs)
+        return ReadHandle(futs, self.counters)
 
     def read(self, f: DiskFile, offsets: np.ndarray, lengths: np.ndarray, buf: np.ndarray,
              buf_offsets: np.ndarray, need: np.ndarray | None = None) -> None:
@@ -225,33 +234,45 @@ class IOPool:
         self.submit(f, offsets, lengths, buf, buf_offsets, need).wait()
 
     def _run(self, f: DiskFile, offsets: np.ndarray, lengths: np.ndarray, buf: np.ndarray, buf_offsets: np.ndarray,
-             need: np.ndarray, lo: int, hi: int) -> None:
-        self.counters.enter()
-        got = 0
-        try:
+             need: np.ndarray, lo: int, hi: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """Read spans ``lo..hi-1``; returns (bytes, requests, start ns, end ns of each request)."""
+        if f.direct and direct_read.available():
+            got, t0, t1, stop = direct_read.read_spans(f.fd, buf, offsets, lengths, buf_offsets, lo, hi)
+            if stop < hi:  # the failed request again through os, for its error
+                self._preadv(f, memoryview(buf), int(offsets[stop]), int(lengths[stop]), int(buf_offsets[stop]))
+                raise DataFormatError(f"{f.path}: a read at offset {int(offsets[stop])} failed")  # pragma: no cover
+        else:
+            n = hi - lo
+            got, t0, t1 = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
             mv = memoryview(buf)
-            fd = f.fd
             for i in range(lo, hi):
-                off, ln, bo, nd = int(offsets[i]), int(lengths[i]), int(buf_offsets[i]), int(need[i])
-                done = 0
-                while done < ln:
-                    try:
-                        k = os.preadv(fd, [mv[bo + done:bo + ln]], off + done)
-                    except OSError as e:
-                        raise _os_error(e, f.path, f"read of {ln} bytes at offset {off}") from None
-                    if k <= 0:
-                        break
-                    done += k
-                    if not f.direct:
-                        break  # buffered: one call reads what exists
-                got += done
-                if done < nd:
-                    raise DataFormatError(f"{f.path}: the file ends at byte {off + done}, but rows reach byte "
-                                          f"{off + nd} (truncated?); rewrite it with write_feature_file")
+                t0[i - lo] = time.monotonic_ns()
+                got[i - lo] = self._preadv(f, mv, int(offsets[i]), int(lengths[i]), int(buf_offsets[i]))
+                t1[i - lo] = time.monotonic_ns()
                 if not f.direct and hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(fd, off, ln, os.POSIX_FADV_DONTNEED)  # the page cache keeps nothing
-        finally:
-            self.counters.leave(got, hi - lo)
+                    os.posix_fadvise(f.fd, int(offsets[i]), int(lengths[i]), os.POSIX_FADV_DONTNEED)  # keep nothing
+        short = np.flatnonzero(got < need[lo:hi])
+        if short.size:
+            i = lo + int(short[0])
+            raise DataFormatError(f"{f.path}: the file ends at byte {int(offsets[i] + got[i - lo])}, but rows reach "
+                                  f"byte {int(offsets[i] + need[i])} (truncated?); rewrite it with write_feature_file")
+        return int(got.sum()), hi - lo, t0, t1
+
+    @staticmethod
+    def _preadv(f: DiskFile, mv: memoryview, off: int, ln: int, bo: int) -> int:
+        """Bytes read into ``mv[bo:bo + ln]`` from ``off`` (direct: looping over short reads)."""
+        done = 0
+        while done < ln:
+            try:
+                k = os.preadv(f.fd, [mv[bo + done:bo + ln]], off + done)
+            except OSError as e:
+                raise _os_error(e, f.path, f"read of {ln} bytes at offset {off}") from None
+            if k <= 0:
+                break
+            done += k
+            if not f.direct:
+                break  # buffered: one call reads what exists
+        return done
 
     def close(self) -> None:
         """Stop the threads (after the reads in flight)."""

@@ -38,6 +38,7 @@ from gnnsys.errors import ConfigError
 
 LAYOUTS = ("rows", "packed", "memmap")
 DEFAULT_MAX_REQUEST = 1 << 20
+MIN_REQUEST = 256 << 10  # smallest request a packed segment is cut into
 DEFAULT_QUEUE_DEPTH = 8
 
 
@@ -116,12 +117,26 @@ class RowReader:
         self.max_request = int(min(max_request, staging.size))
         self.in_flight_peak = 0
         self.merge_gap = 0  # bytes between rows read through (bulk reads: the cache tier's preload)
+        self.split_evenly = False  # contiguous rows (a packed segment): one request per I/O thread
+
+    def _request_size(self, starts: np.ndarray) -> int:
+        """The largest request for rows at ``starts``: ``max_request``, or with ``split_evenly``
+        the rows' page range cut into one page-aligned request per thread of the pool (at least
+        ``MIN_REQUEST``), so every request of a round is in flight at once and no thread issues a
+        second one after the others are done (a thread waits for the GIL after each of its
+        reads, several ms while the model computes)."""
+        if not self.split_evenly:
+            return self.max_request
+        span = int(starts[-1]) + self.row_bytes - (int(starts[0]) - int(starts[0]) % PAGE)
+        per = -(-span // self.pool.queue_depth) + self.row_bytes + PAGE  # a span stops short by < a row + a page
+        per = -(-per // PAGE) * PAGE
+        return int(min(self.staging.size, max(MIN_REQUEST, per)))
 
     def read(self, starts: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
         """Rows at file offsets ``starts`` (sorted) to byte offsets ``dest`` of ``out`` (flat uint8)."""
         if starts.size == 0:
             return
-        s_off, s_len, s_need, row_span, row_in = plan_spans(starts, self.row_bytes, self.max_request,
+        s_off, s_len, s_need, row_span, row_in = plan_spans(starts, self.row_bytes, self._request_size(starts),
                                                             self.file.size, self.merge_gap)
         cum = np.concatenate([[0], np.cumsum(s_len)])
         cap = self.staging.size
@@ -253,6 +268,7 @@ class DirectDiskTier(BackingTier):
                 self.packed.close()
             self.packed = packed
             self._packed_reader = RowReader(packed.file, self.pool, self.staging, self._rb, self._reader.max_request)
+            self._packed_reader.split_evenly = True
             self._cursor = 0
 
     def detach(self) -> None:

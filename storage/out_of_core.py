@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from gnnsys.storage.budget import MemoryBudget, plan_budget
+from gnnsys.storage.allocator import allocator_state, limit_arenas, trim_heap
+from gnnsys.storage.budget import MemoryBudget, batch_work_bytes, plan_budget
 from gnnsys.storage.disk_tier import DEFAULT_QUEUE_DEPTH, LAYOUTS, DirectDiskTier
 from gnnsys.storage.feature_file import FeatureFile
 from gnnsys.storage.packed import default_cache_dir, open_packed, pack_epoch, packed_path, plan_hash
@@ -70,8 +71,12 @@ class OutOfCoreStore(TieredFeatureStore):
         policy: the cache tier's policy (packed: one of ``STATIC_POLICIES``).
         max_batch_rows: most rows of one batch (``batch_row_bound(sampler)`` when a sampler is
             given; required otherwise).
-        batches_held: batch buffers the budget reserves (the batch being gathered, its miss rows,
-            the ones prefetched, the one computing: 4 with one batch of prefetch).
+        batches_held: batch buffers the budget reserves (the batch being gathered, the ones
+            prefetched, the one computing, the one the trainer drops as it takes the next: 4
+            with one batch of prefetch).
+        model_widths: the model's layer output widths (hidden sizes, classes): the budget
+            reserves the activations of one step (``budget.batch_work_bytes``) besides the
+            batches' miss rows, edges and operators.
         cache_dir: where packed files go (default ``$GNNSYS_CACHE`` or ``~/.cache/gnnsys``).
         dtype: the dtype the file must hold (``None``: any supported).
         counts, train_nodes: the policy's inputs (GraphSAINT's ``C_v``, PageRank's teleport).
@@ -81,7 +86,8 @@ class OutOfCoreStore(TieredFeatureStore):
                  policy: str = "static-saint", sampler: Any = None, max_batch_rows: int | None = None,
                  batches_held: int = 4, cache_dir: str | os.PathLike | None = None, io: str = "auto",
                  queue_depth: int = DEFAULT_QUEUE_DEPTH, staging_bytes: int | None = None, dtype: Any = None,
-                 counts: Any = None, train_nodes: Any = None, max_cache_rows: int | None = None) -> None:
+                 counts: Any = None, train_nodes: Any = None, max_cache_rows: int | None = None,
+                 model_widths: Any = ()) -> None:
         if layout not in LAYOUTS:
             raise ConfigError(f"unknown disk layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         if layout == "packed" and policy not in STATIC_POLICIES:
@@ -94,11 +100,16 @@ class OutOfCoreStore(TieredFeatureStore):
         if max_batch_rows is None:
             raise ConfigError("OutOfCoreStore needs max_batch_rows (the most rows one batch gathers) to split the "
                               "memory budget; pass it, or a GraphSAINT sampler")
-        split = plan_budget(memory_budget, row_bytes=ff.row_bytes, num_rows=ff.num_rows,
-                            max_batch_rows=min(int(max_batch_rows), ff.num_rows), batches_held=batches_held,
-                            staging=staging_bytes, max_cache_rows=max_cache_rows)
+        rows = min(int(max_batch_rows), ff.num_rows)
+        degree = graph.num_edges / max(graph.num_nodes, 1) if graph is not None else 0.0
+        work = batch_work_bytes(rows, ff.row_bytes, model_widths, avg_degree=degree, batches_held=batches_held,
+                                max_edges=graph.num_edges if graph is not None else None)
+        split = plan_budget(memory_budget, row_bytes=ff.row_bytes, num_rows=ff.num_rows, max_batch_rows=rows,
+                            batches_held=batches_held, staging=staging_bytes, max_cache_rows=max_cache_rows,
+                            work_bytes=work)
         self.split = split
         self.budget = MemoryBudget(split.total)
+        limit_arenas()  # freed batch memory is reused, not kept resident per thread (storage/allocator.py)
         self.feature_file = ff
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.layout = layout
@@ -106,6 +117,7 @@ class OutOfCoreStore(TieredFeatureStore):
         tier = DirectDiskTier(ff, layout, io=io, queue_depth=queue_depth, staging_bytes=split.staging)
         self.budget.charge("staging", tier.staging.size)
         self.budget.charge("batch_buffers", split.batch_buffers)
+        self.budget.charge("work", split.work)
         self.budget.charge("cache", split.cache_bytes)
         tier._reader.merge_gap = 256 << 10  # the preload is a bulk read: read through short gaps
         try:
@@ -122,7 +134,10 @@ class OutOfCoreStore(TieredFeatureStore):
     # ---------------------------------------------------------------- epochs
     def begin_epoch(self, source: Any) -> dict[str, Any] | None:
         """Before an epoch of ``source`` (a GraphSAINT sampler or loader): with the packed layout,
-        open the epoch's packed file, or write it when it is missing or stale."""
+        open the epoch's packed file, or write it when it is missing or stale. The heap's free
+        pages go back to the system first: no batch is alive between epochs, and the packing
+        pass's buffer must not come on top of the last epoch's freed batch memory."""
+        trim_heap()
         if self.layout != "packed":
             return None
         sampler = getattr(source, "sampler", source)
@@ -199,7 +214,7 @@ class OutOfCoreStore(TieredFeatureStore):
         amplification, throughput, layout) and the budget (``budget``: its split and peak)."""
         st = super().stats()
         st["disk"].update(self.disk.io_stats())
-        st["budget"] = {**self.split.as_dict(), **self.budget.snapshot()}
+        st["budget"] = {**self.split.as_dict(), **self.budget.snapshot(), **allocator_state()}
         if self.pack_log:
             st["disk"]["packing"] = self.pack_log[-1]
         return st

@@ -12,8 +12,8 @@ import pytest
 import torch
 from gnnsys.experiments.bench_samplers import bench_graph
 from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
-from gnnsys.storage import disk_io
-from gnnsys.storage.budget import parse_bytes, plan_budget
+from gnnsys.storage import allocator, direct_read, disk_io
+from gnnsys.storage.budget import ACTIVATION_COPIES, EDGE_BYTES, batch_work_bytes, parse_bytes, plan_budget
 from gnnsys.storage.disk_io import PAGE
 from gnnsys.storage.disk_tier import DirectDiskTier
 from gnnsys.storage.feature_file import FeatureFile, FeatureFileWriter, write_feature_file
@@ -308,3 +308,86 @@ def test_build_feature_store_disk(setup):
         build_feature_store(path, kind="disk", graph=g)
     with pytest.raises(ConfigError, match="path"):
         build_feature_store(x, kind="disk", graph=g, memory_budget="1MB")
+
+
+def test_budget_reserves_the_batches_working_memory(setup):
+    """The split sets the working memory of a step aside (miss rows, edges and operators of the
+    held batches, activations from the model widths) before the cache tier gets the rest; a
+    budget without room for it names the minimum including it."""
+    rows, rb = 9000, 3072
+    work = batch_work_bytes(rows, rb, (128, 10), avg_degree=20.0, batches_held=4)
+    assert work == rows * rb + 4 * int(rows * 20.0 * EDGE_BYTES) + ACTIVATION_COPIES * rows * 138 * 4
+    assert batch_work_bytes(rows, rb, (), avg_degree=20.0, max_edges=1000, batches_held=2) == rows * rb + 2 * 1000 * 44
+    plain = plan_budget("2GB", row_bytes=rb, num_rows=10**7, max_batch_rows=rows)
+    held = plan_budget("2GB", row_bytes=rb, num_rows=10**7, max_batch_rows=rows, work_bytes=work)
+    assert held.minimum == plain.minimum + work and held.work == work
+    assert held.cache_rows == (2 * 10**9 - held.minimum) // rb < plain.cache_rows
+    with pytest.raises(ConfigError, match=f"working memory; the smallest budget that works is {held.minimum} bytes"):
+        plan_budget(held.minimum - 1, row_bytes=rb, num_rows=10**7, max_batch_rows=rows, work_bytes=work)
+    g, x, path, s, root = setup
+    st = _store(setup, "rows", budget="1.5MB", model_widths=(64, 7))
+    b = st.stats()["budget"]
+    rows = s.num_roots * (s.walk_length + 1)
+    assert b["work"] == batch_work_bytes(rows, 384, (64, 7), avg_degree=g.num_edges / g.num_nodes,
+                                         max_edges=g.num_edges, batches_held=4)
+    assert b["work"] == b["peak_by_kind"]["work"] and b["peak"] <= b["total"]
+    assert st.capacity == (1_500_000 - b["minimum"]) // 384 > 0
+    st.close()
+
+
+def test_store_caps_the_allocator_arenas(setup):
+    """An out-of-core store caps glibc's malloc arenas (freed batch memory is reused, not kept
+    resident per thread) and says so in its stats; trimming the heap works."""
+    st = _store(setup, "rows")
+    assert allocator.allocator_state()["arena_max"] == allocator.ARENA_MAX
+    assert st.stats()["budget"]["arena_max"] == allocator.ARENA_MAX
+    st.close()
+    assert allocator.limit_arenas(5) and allocator.allocator_state()["arena_max"] == allocator.ARENA_MAX  # first wins
+    assert allocator.trim_heap()
+    with pytest.raises(ValueError, match="arena_max"):
+        allocator.limit_arenas(0)
+
+
+def test_gil_free_reads_and_busy_time(setup):
+    """The numba read loop returns the file's bytes, times every request, and reports a failed
+    read (O_DIRECT at an unaligned offset) as a clear error through the pool; busy time is the
+    union of the requests' intervals."""
+    g, x, path, s, root = setup
+    assert direct_read.available()
+    f = disk_io.DiskFile(path, "direct")
+    buf = disk_io.aligned_empty(6 * PAGE)
+    offs = np.array([PAGE, 3 * PAGE, 8 * PAGE], np.int64)
+    lens = np.array([2 * PAGE, PAGE, 3 * PAGE], np.int64)
+    bo = np.array([0, 2 * PAGE, 3 * PAGE], np.int64)
+    got, t0, t1, stop = direct_read.read_spans(f.fd, buf, offs, lens, bo, 0, 3)
+    raw = np.fromfile(path, np.uint8)
+    assert stop == 3 and got.tolist() == lens.tolist() and (t1 >= t0).all()
+    want = np.concatenate([raw[PAGE:3 * PAGE], raw[3 * PAGE:4 * PAGE], raw[8 * PAGE:11 * PAGE]])
+    assert np.array_equal(buf, want)
+    pool = disk_io.IOPool(2)
+    pool.read(f, offs, lens, buf, bo)
+    c = pool.counters.snapshot()
+    assert c["bytes"] == 6 * PAGE and c["requests"] == 3 and c["busy_s"] > 0
+    with pytest.raises(DataFormatError, match="read of 4096 bytes at offset 100"):
+        pool.read(f, np.array([100], np.int64), np.array([PAGE], np.int64), buf, np.zeros(1, np.int64))
+    pool.close()
+    f.close()
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 1000, 200)
+    e = a + rng.integers(1, 50, 200)
+    cover = np.zeros(1100, bool)
+    for lo, hi in zip(a, e):
+        cover[lo:hi] = True
+    assert direct_read.union_seconds(a, e) * 1e9 == pytest.approx(cover.sum())
+
+
+def test_packed_segment_is_one_request_per_io_thread(setup):
+    """A batch's packed segment is cut into at most one request per I/O thread (all in flight
+    at once), and the rows still come back exact."""
+    g, x, path, s, root = setup
+    st = _store(setup, "packed", queue_depth=4)
+    rows, ids = _epoch(st, s, 1)
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
+    d = st.stats()["disk"]
+    assert d["unplanned_rows"] == 0 and len(ids) <= d["requests"] <= 4 * len(ids)
+    st.close()
