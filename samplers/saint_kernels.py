@@ -126,13 +126,23 @@ def _dedupe_one(draws, lo, hi, bits, out, out_lo):  # pragma: no cover - compile
     return cnt
 
 
-def _induce_one(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo):  # pragma: no cover
-    """Edges among ``nodes[lo:lo+cnt]`` (bits set), in local ids, written from ``e_lo``;
-    clears the bits; returns the edge count.
+def _induce_one(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo, e_hi, t_src, t_dst, t_eid,
+                crow, c_lo):  # pragma: no cover
+    """Edges among ``nodes[lo:lo+cnt]`` (bits set), in local ids, written to ``src``, ``dst``,
+    ``eid`` from ``e_lo`` in CSR order of the targets (rows = targets, sources ascending), with
+    the row pointer (``cnt + 1`` entries) at ``crow[c_lo:]``; clears the bits; returns the edge
+    count. ``[e_lo, e_hi)`` bounds the subgraph's edges; ``t_*`` are scratch of that span.
 
     Each node's list sits at a random place of ``ent``: the list bounds are read first in one
     pass (independent loads), then the scan prefetches the list ``PREFETCH_AHEAD`` nodes on,
-    so the misses overlap instead of coming one list at a time."""
+    so the misses overlap instead of coming one list at a time.
+
+    No general sort: an owner ``i``'s entry gives a *forward* edge ``i -> j`` and a *reverse*
+    edge ``j -> i``. The owners come in ascending order, so the forward edges of a target come
+    out with ascending sources and one stable counting pass by target places them; the reverse
+    edges of target ``i`` come out together while ``i``'s own list is scanned (ascending
+    partners on an undirected graph, sorted here otherwise). Each row is then the merge of its
+    two ascending runs, done in place from the row's end."""
     start = np.empty(cnt + 1, np.int64)
     end = np.empty(cnt + 1, np.int64)
     for i in range(cnt):
@@ -140,8 +150,11 @@ def _induce_one(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo):  # 
         lmap[o] = i
         start[i] = optr[o]
         end[i] = optr[o + 1]
-    k = e_lo
+    rev_lo = np.empty(cnt + 1, np.int64)  # reverse edges of target i: emission indices [rev_lo[i], rev_lo[i+1])
+    nf = 0  # forward edges, at t_*[e_lo + k]
+    nr = 0  # reverse edges, at t_*[e_hi - 1 - k]
     for i in range(cnt):
+        rev_lo[i] = nr
         if i + PREFETCH_AHEAD < cnt:
             prefetch(ent, start[i + PREFETCH_AHEAD])
         for q in range(start[i], end[i]):
@@ -150,63 +163,92 @@ def _induce_one(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo):  # 
                 j = lmap[w]
                 f = ent[q, 1]
                 if f >= 0:
-                    src[k] = i
-                    dst[k] = j
-                    eid[k] = f
-                    k += 1
+                    t_src[e_lo + nf] = i
+                    t_dst[e_lo + nf] = j
+                    t_eid[e_lo + nf] = f
+                    nf += 1
                 r = ent[q, 2]
                 if r >= 0:
-                    src[k] = j
-                    dst[k] = i
-                    eid[k] = r
-                    k += 1
+                    t_src[e_hi - 1 - nr] = j
+                    t_eid[e_hi - 1 - nr] = r
+                    nr += 1
+    rev_lo[cnt] = nr
     for i in range(cnt):
         v = nodes[lo + i]
         bits[v >> 6] &= ~(np.uint64(1) << np.uint64(v & 63))
-    return k - e_lo
+    # row sizes and pointer: forward edges counted by target, reverse edges by their run
+    for t in range(cnt + 1):
+        crow[c_lo + t] = 0
+    for k in range(nf):
+        crow[c_lo + t_dst[e_lo + k] + 1] += 1
+    for t in range(cnt):
+        crow[c_lo + t + 1] += crow[c_lo + t] + rev_lo[t + 1] - rev_lo[t]
+    # forward edges into the front of their rows, stable (sources stay ascending)
+    fill = np.empty(cnt + 1, np.int64)
+    for t in range(cnt):
+        fill[t] = crow[c_lo + t]
+    for k in range(nf):
+        t = t_dst[e_lo + k]
+        p = e_lo + fill[t]
+        fill[t] += 1
+        src[p] = t_src[e_lo + k]
+        dst[p] = t
+        eid[p] = t_eid[e_lo + k]
+    # each row: merge its reverse run into it from the back
+    for t in range(cnt):
+        r0 = rev_lo[t]
+        nb = rev_lo[t + 1] - r0
+        if nb == 0:
+            continue
+        run = e_hi - r0 - nb  # the run's first position in memory
+        _sort_run_jit(t_src, t_eid, run, nb)
+        row = e_lo + crow[c_lo + t]
+        ia = fill[t] - crow[c_lo + t] - 1
+        ib = nb - 1
+        out = e_lo + crow[c_lo + t + 1] - 1
+        while ib >= 0:
+            b = run + ib
+            if ia >= 0 and src[row + ia] > t_src[b]:
+                src[out] = src[row + ia]
+                eid[out] = eid[row + ia]
+                ia -= 1
+            else:
+                src[out] = t_src[b]
+                eid[out] = t_eid[b]
+                ib -= 1
+            dst[out] = t
+            out -= 1
+    return nf + nr
 
 
-def _sort_by_target(src, dst, eid, e_lo, m, cnt, t_src, t_dst, t_eid, crow, c_lo):  # pragma: no cover
-    """Put the ``m`` edges at ``e_lo`` in ``(dst, src)`` order (CSR rows = targets, sources
-    ascending) by two stable counting sorts over the ``cnt`` local ids, ``O(m + cnt)``; write
-    the row pointer (``cnt + 1`` entries) to ``crow[c_lo:]``. The operator of the batch is then
-    built without a sort."""
-    # pass 1: by source, into the scratch
-    for i in range(cnt + 1):
-        crow[c_lo + i] = 0
-    for p in range(e_lo, e_lo + m):
-        crow[c_lo + src[p] + 1] += 1
-    for i in range(cnt):
-        crow[c_lo + i + 1] += crow[c_lo + i]
-    for p in range(e_lo, e_lo + m):
-        s = src[p]
-        q = crow[c_lo + s]
-        crow[c_lo + s] = q + 1
-        t_src[q] = s
-        t_dst[q] = dst[p]
-        t_eid[q] = eid[p]
-    # pass 2: by target, stable, back into place
-    for i in range(cnt + 1):
-        crow[c_lo + i] = 0
-    for q in range(m):
-        crow[c_lo + t_dst[q] + 1] += 1
-    for i in range(cnt):
-        crow[c_lo + i + 1] += crow[c_lo + i]
-    for q in range(m):
-        t = t_dst[q]
-        r = crow[c_lo + t]
-        crow[c_lo + t] = r + 1
-        src[e_lo + r] = t_src[q]
-        dst[e_lo + r] = t
-        eid[e_lo + r] = t_eid[q]
-    for i in range(cnt, 0, -1):  # row ends -> row starts
-        crow[c_lo + i] = crow[c_lo + i - 1]
-    crow[c_lo] = 0
+def _sort_run(keys, vals, lo, n):  # pragma: no cover - compiled
+    """Sort ``keys[lo:lo+n]`` ascending, ``vals`` along, in place. A target's reverse run is
+    written backwards, so on an undirected graph it is descending: reversed in one pass;
+    anything else (a directed graph's mixed lists) is sorted."""
+    descending = True
+    for k in range(lo + 1, lo + n):
+        if keys[k] > keys[k - 1]:
+            descending = False
+            break
+    if descending:
+        a, b = lo, lo + n - 1
+        while a < b:
+            ka, va = keys[a], vals[a]
+            keys[a], vals[a] = keys[b], vals[b]
+            keys[b], vals[b] = ka, va
+            a += 1
+            b -= 1
+        return
+    order = np.argsort(keys[lo:lo + n], kind="mergesort")
+    ks = keys[lo:lo + n][order]
+    vs = vals[lo:lo + n][order]
+    keys[lo:lo + n] = ks
+    vals[lo:lo + n] = vs
 
 
 _dedupe_jit = njit(cache=True, nogil=True)(_dedupe_one)
+_sort_run_jit = njit(cache=True, nogil=True)(_sort_run)
 _induce_jit = njit(cache=True, nogil=True)(_induce_one)
-_sort_jit = njit(cache=True, nogil=True)(_sort_by_target)
 
 
 @njit(cache=True, nogil=True)
@@ -214,7 +256,7 @@ def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src,
     """Induced subgraphs of a group: subgraph ``s`` has raw draws ``draws[doff[s]:doff[s+1]]``
     and writes its unique sorted nodes from ``doff[s]`` and its edges from ``eoff[s]`` into
     the caller's buffers ``src``, ``dst``, ``eid`` (``eoff`` from an upper bound: twice the
-    oriented list lengths of the draws), in CSR order of the targets (``_sort_by_target``;
+    oriented list lengths of the draws), in CSR order of the targets (``_induce_one``;
     ``t_*`` are scratch of the same size as the edge buffers). ``bits`` (all zero, one bit per
     node) is left so; ``lmap`` (one int32 per node) is scratch. Returns ``(nodes, node counts,
     edge counts, row pointers)``; subgraph ``s``'s row pointer starts at ``doff[s] + s``."""
@@ -226,9 +268,8 @@ def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src,
     for s in range(s_count):
         c = _dedupe_jit(draws, doff[s], doff[s + 1], bits, nodes, doff[s])
         ncnt[s] = c
-        m = _induce_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s])
-        ecnt[s] = m
-        _sort_jit(src, dst, eid, eoff[s], m, c, t_src, t_dst, t_eid, crow, doff[s] + s)
+        ecnt[s] = _induce_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s], eoff[s + 1],
+                              t_src, t_dst, t_eid, crow, doff[s] + s)
     return nodes, ncnt, ecnt, crow
 
 
