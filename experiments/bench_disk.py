@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gnnsys.experiments.bench_samplers import bench_graph
+from gnnsys.experiments.bench_samplers import add_graph_arguments, bench_graph
 from gnnsys.models import build_model
 from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
 from gnnsys.storage import InMemoryFeatureStore
@@ -334,14 +334,7 @@ def _mean(xs: list[float]) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared by ``gnnsys bench disk``)."""
     p.add_argument("--quick", action="store_true", help="a 20k-node graph, 256-d, an 8 MB budget: seconds")
-    p.add_argument("--num-nodes", type=int, default=2_000_000)
-    p.add_argument("--avg-degree", type=float, default=20.0)
-    p.add_argument("--exponent", type=float, default=2.5)
-    p.add_argument("--dim", type=int, default=768)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--roots", type=int, default=3000)
-    p.add_argument("--walk-length", type=int, default=2)
+    add_graph_arguments(p, num_nodes=2_000_000, avg_degree=20.0, dim=768)
     p.add_argument("--coverage", type=float, default=5.0, help="pre-sampling coverage (normalization and C_v)")
     p.add_argument("--memory-budget", default="2GB", help="feature memory: cache tier + staging + batch buffers")
     p.add_argument("--policy", default="static-saint", help="the cache tier's static policy")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gnnsys.experiments.bench_samplers import bench_graph
+from gnnsys.experiments.bench_samplers import add_graph_arguments, bench_graph
 from gnnsys.models import build_model
 from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
 from gnnsys.storage import DiskFeatureStore, InMemoryFeatureStore, TieredFeatureStore
@@ -169,14 +169,7 @@ def _table(res: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--num-nodes", type=int, default=2_000_000)
-    p.add_argument("--avg-degree", type=float, default=20.0)
-    p.add_argument("--exponent", type=float, default=2.5)
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--roots", type=int, default=3000)
-    p.add_argument("--walk-length", type=int, default=2)
+    add_graph_arguments(p, num_nodes=2_000_000, avg_degree=20.0, dim=128)
     p.add_argument("--coverage", type=float, default=10.0, help="pre-sampling coverage (C_v for the cache policy)")
     p.add_argument("--cache-fraction", type=float, default=0.1)
     p.add_argument("--policy", default="planned")

@@ -57,6 +57,23 @@ def bench_graph(num_nodes: int, avg_degree: float, exponent: float = 2.5, seed: 
     return g
 
 
+def add_graph_arguments(p: argparse.ArgumentParser, *, num_nodes: int, avg_degree: float, dim: int,
+                        walks: bool = True, avg_degree_help: str | None = None) -> None:
+    """The options of the generated graph (``bench_graph``) and of the model trained on it,
+    shared by the training benchmarks: ``--num-nodes``, ``--avg-degree``, ``--exponent``,
+    ``--dim``, ``--hidden``, ``--classes`` and, with ``walks``, the random walks' ``--roots``
+    and ``--walk-length``."""
+    p.add_argument("--num-nodes", type=int, default=num_nodes)
+    p.add_argument("--avg-degree", type=float, default=avg_degree, help=avg_degree_help)
+    p.add_argument("--exponent", type=float, default=2.5)
+    p.add_argument("--dim", type=int, default=dim)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--classes", type=int, default=10)
+    if walks:
+        p.add_argument("--roots", type=int, default=3000)
+        p.add_argument("--walk-length", type=int, default=2)
+
+
 def _rate(fn, min_time: float, min_count: int, warmup: int = 1) -> tuple[float, int, float]:
     """Subgraphs/s of ``fn()`` (which returns how many subgraphs it produced): wall-clock rate,
     count, and subgraphs per CPU-second of this process (all its threads; less sensitive to

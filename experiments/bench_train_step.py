@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from gnnsys.experiments.bench_samplers import bench_graph
+from gnnsys.experiments.bench_samplers import add_graph_arguments, bench_graph
 from gnnsys.models import build_model
 from gnnsys.samplers.saint_samplers import SaintEdgeSampler, SaintNodeSampler, SaintRandomWalkSampler
 from gnnsys.storage import InMemoryFeatureStore
@@ -328,12 +328,8 @@ def _table(res: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small graph smoke run")
-    p.add_argument("--num-nodes", type=int, default=1_000_000)
-    p.add_argument("--avg-degree", type=float, default=18.6, help="18.6 gives ~20M directed edges on 1M nodes")
-    p.add_argument("--exponent", type=float, default=2.5)
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--classes", type=int, default=10)
+    add_graph_arguments(p, num_nodes=1_000_000, avg_degree=18.6, dim=128, walks=False,
+                        avg_degree_help="18.6 gives ~20M directed edges on 1M nodes")
     p.add_argument("--steps", type=int, default=40, help="steps per measurement")
     p.add_argument("--rounds", type=int, default=3,
                    help="end-to-end rates: rounds alternating ours and DGL's, the median reported")
