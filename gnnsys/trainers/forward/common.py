@@ -179,6 +179,18 @@ def make_optimizer(module: nn.Module, s: ForwardSettings) -> torch.optim.Optimiz
     return torch.optim.Adam(module.parameters(), lr=s.lr, weight_decay=s.weight_decay)
 
 
+def resume_layer(cur: dict[str, Any], layer: nn.Module, opt: torch.optim.Optimizer, stop: EarlyStopping,
+                 checkpoint: Any) -> tuple[int, bool]:
+    """Put the layer being trained back where a checkpoint's ``current`` entry left it (its
+    weights, optimizer and early-stopping state, then the random streams); returns the epoch to
+    continue from and whether the layer had finished."""
+    layer.load_state_dict(cur["layer"])
+    opt.load_state_dict(cur["optimizer"])
+    stop.load_state_dict(cur["stop"])
+    checkpoint.restore_rng()
+    return int(cur["epoch"]) + 1, bool(cur["done"])
+
+
 def l2norm(h: torch.Tensor) -> torch.Tensor:
     """Row-wise L2 normalization (zero rows stay zero)."""
     return F.normalize(h, p=2.0, dim=-1)

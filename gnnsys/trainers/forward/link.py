@@ -23,7 +23,14 @@ from gnnsys.dataset import Dataset
 from gnnsys.metrics import higher_is_better, link_metric
 from gnnsys.samplers.full import LinkBatchLoader
 from gnnsys.trainers.base import History, pair_bce
-from gnnsys.trainers.forward.common import EarlyStopping, ForwardSettings, l2norm, make_layer, make_optimizer
+from gnnsys.trainers.forward.common import (
+    EarlyStopping,
+    ForwardSettings,
+    l2norm,
+    make_layer,
+    make_optimizer,
+    resume_layer,
+)
 from gnnsys.trainers.forward.topdown import TimeStepForward
 
 
@@ -188,12 +195,7 @@ class LinkForward:
             stop = EarlyStopping(layer, s.patience, self.higher)
             first, done = 1, False
             if st is not None:
-                cur = st["current"]
-                layer.load_state_dict(cur["layer"])
-                opt.load_state_dict(cur["optimizer"])
-                stop.load_state_dict(cur["stop"])
-                first, done = int(cur["epoch"]) + 1, bool(cur["done"])
-                checkpoint.restore_rng()
+                first, done = resume_layer(st["current"], layer, opt, stop, checkpoint)
                 st = None
             for epoch in range(first, first if done else s.epochs + 1):
                 layer.train()

@@ -34,6 +34,7 @@ from gnnsys.trainers.forward.common import (
     make_layer,
     make_optimizer,
     node_input,
+    resume_layer,
     targets,
     weighted_mean,
     with_virtual_nodes,
@@ -189,12 +190,8 @@ class GreedyNodeForward:
             best_rec: dict = {}
             first, done = 1, False
             if st is not None:
-                cur = st["current"]
-                layer.load_state_dict(cur["layer"])
-                opt.load_state_dict(cur["optimizer"])
-                stop.load_state_dict(cur["stop"])
-                best_rec, first, done = dict(cur["best_rec"]), int(cur["epoch"]) + 1, bool(cur["done"])
-                checkpoint.restore_rng()
+                best_rec = dict(st["current"]["best_rec"])
+                first, done = resume_layer(st["current"], layer, opt, stop, checkpoint)
                 st = None
 
             for epoch in range(first, first if done else s.epochs + 1):
