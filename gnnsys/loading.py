@@ -42,7 +42,7 @@ from gnnsys.batch import MiniBatch
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError
 from gnnsys.storage import FeatureStore, InMemoryFeatureStore
-from gnnsys.threads import background
+from gnnsys.threads import background, usable_cores
 
 
 class FetchFeatures:
@@ -344,8 +344,6 @@ def _spare_core(device: torch.device) -> bool:
     once, is faster."""
     if device.type != "cpu":
         return True
-    from gnnsys.threads import usable_cores
-
     return usable_cores() > torch.get_num_threads()
 
 

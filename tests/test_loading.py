@@ -180,12 +180,12 @@ def test_default_prefetch_needs_a_core_of_its_own_or_features_off_device(sbm, tm
     off the compute device (a disk tier) are always prefetched; full-graph batches never."""
     from gnnsys.storage import DiskFeatureStore
 
-    import gnnsys.threads as threads
+    import gnnsys.loading as loading
 
     s = SaintRandomWalkSampler(sbm.graph, 30, 2, sbm.split["train"], seed=3)
     prev = torch.get_num_threads()
     try:
-        monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+        monkeypatch.setattr(loading, "usable_cores", lambda: 4)
         torch.set_num_threads(4)
         assert LoadingPipeline(s, sbm).prefetch == 0  # every core computes: inline
         torch.set_num_threads(2)
