@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-dgl-worker", action="store_true", help="skip DGL's DataLoader with a worker process")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     res = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
