@@ -8,6 +8,12 @@ initial weights over the same batches:
 - ``memory``: every row in memory (the reference: the file read whole);
 - ``memmap``: ``numpy.memmap`` with the file's pages dropped before each epoch (the page cache
   decides; its disk reads come from ``/proc/self/io``);
+- ``memmap-budget``: today's ``DiskFeatureStore`` (plain ``numpy.memmap``, no cache tier) with
+  its page cache held to the same ``--memory-budget`` by a memory cgroup
+  (``experiments/memory_cgroup.py``; root only, skipped with the reason elsewhere): the memmap run
+  of a machine whose RAM the features exceed. It thrashes, so it runs for at most
+  ``--memmap-budget-seconds`` and its epoch time is extrapolated from the steps it finished
+  (``epoch_estimate_s``; the time it ran is a lower bound);
 - ``rows``: the store's own ``O_DIRECT`` reads in the plain row layout (sorted, merged pages);
 - ``packed``: DiskGNN's packed layout, one packed file per epoch written from the epoch's plan.
 
@@ -37,19 +43,21 @@ from typing import Any
 import numpy as np
 import torch
 from gnnsys.experiments.bench_samplers import add_graph_arguments, bench_graph
+from gnnsys.experiments.memory_cgroup import memory_cgroup
 from gnnsys.models import build_model
 from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
-from gnnsys.storage import InMemoryFeatureStore
+from gnnsys.storage import DiskFeatureStore, InMemoryFeatureStore
 from gnnsys.storage.allocator import limit_arenas
 from gnnsys.storage.budget import format_bytes, parse_bytes
 from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty
+from gnnsys.storage.disk_tier import process_read_bytes
 from gnnsys.storage.feature_file import FeatureFile, write_feature_file
 from gnnsys.storage.out_of_core import OutOfCoreStore
 
 from gnnsys.loading import FetchFeatures, LoadingPipeline, operator_norms
 from gnnsys.trainers.backprop import node_loss
 
-MODES = ("memmap", "rows", "packed", "memory")
+MODES = ("memmap", "memmap-budget", "rows", "packed", "memory")
 TARGET_AMPLIFICATION = 1.3  # packed
 TARGET_EPOCH_RATIO = 1.5  # packed epoch vs the all-in-memory epoch
 TARGET_THROUGHPUT = 0.7  # of the sequential O_DIRECT bandwidth
@@ -145,9 +153,69 @@ def random_reads(ff: FeatureFile, seconds: float = 2.0, depth: int = 1, seed: in
     return {"iops": n / dt, "MBps": n * PAGE / dt / 1e6, "queue_depth": depth}
 
 
+class _TimeUp(Exception):
+    """A time-limited store's deadline passed (``_DeadlineMemmapStore``)."""
+
+
+class _DeadlineMemmapStore(DiskFeatureStore):
+    """``DiskFeatureStore`` (sorted ``numpy.memmap`` reads) that raises ``_TimeUp`` once
+    ``deadline`` (``time.perf_counter()``) has passed, checked between chunks of rows: a thrashing
+    memmap can take minutes for one batch."""
+
+    deadline = float("inf")
+    chunk = 256
+
+    def _read(self, ids: torch.Tensor) -> torch.Tensor:
+        idx = ids.cpu().numpy()
+        order = np.argsort(idx, kind="stable")
+        rows = np.empty((idx.size, self.dim), dtype=self.array.dtype)
+        for lo in range(0, idx.size, self.chunk):
+            if time.perf_counter() > self.deadline:
+                raise _TimeUp
+            sel = order[lo:lo + self.chunk]
+            rows[sel] = self.array[idx[sel]]
+        return torch.from_numpy(rows)
+
+
+def _drop_file_pages(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _memmap_budget(ff: FeatureFile, sampler, y, state, args, budget: int) -> dict[str, Any]:
+    """Epoch 1 with ``DiskFeatureStore`` held to ``budget`` bytes by a memory cgroup, for at most
+    ``args.memmap_budget_seconds``; the epoch time extrapolated from the finished steps."""
+    store = _DeadlineMemmapStore(ff.path)
+    _drop_file_pages(ff.path)
+    with memory_cgroup(budget) as (cg, why):
+        if cg is None:
+            print(f"  skipped: {why}", flush=True)
+            return {"skipped": why}
+        store.deadline = time.perf_counter() + args.memmap_budget_seconds
+        read0 = process_read_bytes()
+        r = _train(store, sampler, y, state, args, 1)
+        r["cgroup_limit"], r["cgroup_peak"] = cg.limit, cg.peak_bytes()
+    e = r["epochs"][0]
+    e["read_bytes"] = process_read_bytes() - read0
+    done = len(e["losses"])
+    e["epoch_estimate_s"] = e["seconds"] * len(sampler) / done if done else None
+    need = sum(int(b.node_ids.numel()) for b in sampler.sample_at(range(done))) * ff.dim * 4 if done else 0
+    e["amplification"] = e["read_bytes"] / need if need else None
+    est = f"{e['epoch_estimate_s']:.0f} s" if done else f"more than {e['seconds']:.0f} s"
+    print(f"  {done} of {len(sampler)} steps in {e['seconds']:.1f} s (limit {args.memmap_budget_seconds:g} s), "
+          f"read {e['read_bytes'] / 1e9:.2f} GB; epoch estimate {est}; cgroup peak "
+          f"{format_bytes(r['cgroup_peak'] or 0)} of {format_bytes(budget)}", flush=True)
+    _drop_file_pages(ff.path)
+    return r
+
+
 def _train(store, sampler, y, state, args, epochs: int, drop=None, steps: int | None = None) -> dict[str, Any]:
     """``epochs`` epochs (1..epochs of the sampler's stream) from ``state``; per epoch seconds,
-    losses and the store's traffic (``steps``: stop each epoch after that many, for a warm-up)."""
+    losses and the store's traffic (``steps``: stop each epoch after that many, for a warm-up; a
+    store's ``_TimeUp`` ends the run where it is, marked ``timed_out``)."""
     torch.manual_seed(0)
     model = build_model("gcn", args.dim, args.hidden, args.classes, num_layers=2, dropout=0.0)
     model.load_state_dict(state)
@@ -162,19 +230,28 @@ def _train(store, sampler, y, state, args, epochs: int, drop=None, steps: int | 
         losses = []
         compute = 0.0  # the training steps themselves; the rest of the epoch is waiting for batches
         t0 = time.perf_counter()
-        for b in pipe:  # begin_epoch (packing) runs here first, inside the timed epoch
-            t1 = time.perf_counter()
-            opt.zero_grad()
-            loss = node_loss(model(b), b, y)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            compute += time.perf_counter() - t1
-            if steps is not None and len(losses) >= steps:
-                break
+        timed_out = False
+        try:
+            for b in pipe:  # begin_epoch (packing) runs here first, inside the timed epoch
+                t1 = time.perf_counter()
+                opt.zero_grad()
+                loss = node_loss(model(b), b, y)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                compute += time.perf_counter() - t1
+                if steps is not None and len(losses) >= steps:
+                    break
+        except _TimeUp:
+            timed_out = True
         sec = time.perf_counter() - t0
         st = store.stats()
         rec = {"epoch": epoch, "seconds": sec, "compute_s": compute, "losses": losses, "stats": st}
+        if timed_out:
+            rec["timed_out"] = True
+            print(f"  epoch {epoch}: stopped at the time limit after {sec:.1f} s, {len(losses)} steps", flush=True)
+            out.append(rec)
+            break
         if "disk" in st and isinstance(st["disk"].get("packing"), dict) and st["disk"]["packing"]["epoch"] == epoch:
             p = st["disk"]["packing"]
             rec["pack_s"] = p.get("pack_s", 0.0) + p.get("plan_s", 0.0)
@@ -190,6 +267,8 @@ def _disk_line(st: dict[str, Any]) -> str:
     d = st.get("disk")
     if not d:
         return "all rows in memory"
+    if "read_bytes" not in d:  # DiskFeatureStore: the page cache reads
+        return f"{d.get('rows', 0)} rows through numpy.memmap"
     return (f"read {d['read_bytes'] / 1e9:.2f} GB, amplification {d['amplification']:.2f}, "
             f"{d['read_GBps']:.2f} GB/s busy, hit rate {st['cache']['hit_rate']:.3f}")
 
@@ -240,10 +319,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "batches": len(sampler), "sequential_GBps": seq, "base_rss": base_rss,
                            "random_4k": {str(d): r for d, r in rnd.items()},
                            "load_average": os.getloadavg()[0], "runs": {}}
-    for mode in args.modes.split(","):
+    # the quick run's 8 MB budget is too small a cgroup limit for the process's own allocations
+    modes = args.modes or ",".join(m for m in MODES if not (args.quick and m == "memmap-budget"))
+    for mode in modes.split(","):
         if mode not in MODES:
             raise SystemExit(f"unknown mode {mode!r}; choose from {MODES}")
         print(f"{mode}:", flush=True)
+        if mode == "memmap-budget":
+            gc.collect()
+            _reset_peak_rss()
+            r = _memmap_budget(ff, sampler, y, state, args, budget)
+            r["peak_rss"] = _rss()["peak"]
+            res["runs"][mode] = r
+            continue
         drop = store = x = None  # the previous configuration's store (and its mapped pages) gone first
         gc.collect()
         _reset_peak_rss()
@@ -274,6 +362,9 @@ def _table(res: dict[str, Any]) -> None:
           "| hit rate | peak RSS GB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for mode, r in runs.items():
+        if mode == "memmap-budget":
+            _budget_row(r)
+            continue
         for e in r["epochs"]:
             d = e["stats"].get("disk")
             sec = f"{e['seconds']:.1f}" + (f" ({e['train_s']:.1f} + pack {e['pack_s']:.1f})" if "pack_s" in e else "")
@@ -287,7 +378,11 @@ def _table(res: dict[str, Any]) -> None:
     ref = runs.get("memory")
     same = None
     if ref:
-        same = all([e["losses"] for e in r["epochs"]] == [e["losses"] for e in ref["epochs"]] for r in runs.values())
+        same = all([e["losses"] for e in r["epochs"]] == [e["losses"] for e in ref["epochs"]]
+                   for m, r in runs.items() if m != "memmap-budget")
+        mb = runs.get("memmap-budget", {}).get("epochs")
+        if mb:  # a prefix of epoch 1 only
+            same = same and mb[0]["losses"] == ref["epochs"][0]["losses"][:len(mb[0]["losses"])]
         print(f"losses identical to the all-in-memory run, bit for bit: {same}")
     res["identical_losses"] = same
     checks: dict[str, Any] = {}
@@ -317,6 +412,14 @@ def _table(res: dict[str, Any]) -> None:
             speedup = t_mm / t_pk
             checks["packed_vs_memmap_speedup"] = {"value": speedup, "with_packing": t_mm / t_pk_all,
                                                   "target": TARGET_VS_MEMMAP, "met": bool(speedup >= TARGET_VS_MEMMAP)}
+        mb = runs.get("memmap-budget", {}).get("epochs")
+        if mb and mb[0].get("epoch_estimate_s"):
+            est = mb[0]["epoch_estimate_s"] if mb[0].get("timed_out") else mb[0]["seconds"]
+            checks["packed_vs_memmap_budget_speedup"] = {
+                "value": est / t_pk, "with_packing": est / t_pk_all, "lower_bound": mb[0]["seconds"] / t_pk_all,
+                "target": TARGET_VS_MEMMAP, "met": bool(est / t_pk >= TARGET_VS_MEMMAP),
+                "note": "memmap held to the memory budget (cgroup); its epoch extrapolated from "
+                        f"{len(mb[0]['losses'])} steps" if mb[0].get("timed_out") else "a whole epoch"}
         base = res["base_rss"]
         checks["packed_peak_rss_over_base"] = {"value": pk["peak_rss"] - base, "budget": res["memory_budget"],
                                                "met": pk["peak_rss"] - base <= res["memory_budget"]}
@@ -325,6 +428,21 @@ def _table(res: dict[str, Any]) -> None:
     for k, v in checks.items():
         print(f"{k}: {v}")
     res["checks"] = checks
+
+
+def _budget_row(r: dict[str, Any]) -> None:
+    """The table row of the memmap-budget run (epoch 1, possibly cut at its time limit)."""
+    if "skipped" in r:
+        print(f"| memmap-budget | - | skipped: {r['skipped']} | | | | | | | |")
+        return
+    e = r["epochs"][0]
+    done = len(e["losses"])
+    sec = (f"~{e['epoch_estimate_s']:.0f} ({done} steps in {e['seconds']:.1f})" if e.get("timed_out") and done
+           else f"> {e['seconds']:.0f} (0 steps)" if e.get("timed_out") else f"{e['seconds']:.1f}")
+    amp = f"{e['amplification']:.2f}" if e.get("amplification") else "-"
+    print(f"| memmap-budget | 1 | {sec} | {e['compute_s']:.1f} | {e['seconds'] - e['compute_s']:.1f} | "
+          f"{e['read_bytes'] / 1e9:.2f} | {amp} | - | - | {r['peak_rss'] / 1e9:.2f} (cgroup peak "
+          f"{(r.get('cgroup_peak') or 0) / 1e9:.2f}) |")
 
 
 def _mean(xs: list[float]) -> float:
@@ -341,7 +459,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--warmup-steps", type=int, default=8, help="untimed training steps before the configurations")
     p.add_argument("--queue-depth", type=int, default=8, help="reads in flight")
-    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {','.join(MODES)}")
+    p.add_argument("--modes", default=None,
+                   help=f"comma-separated, of {','.join(MODES)} (default: all; --quick: all but memmap-budget)")
+    p.add_argument("--memmap-budget-seconds", type=float, default=180.0,
+                   help="time limit of the memmap-budget run (it thrashes: its epoch is extrapolated)")
     p.add_argument("--feature-file", default=None, help="default: <cache dir>/bench_disk/x_n<N>_d<D>.npy")
     p.add_argument("--cache-dir", default=None, help="graph, feature file and packed files (default $GNNSYS_CACHE)")
     p.add_argument("--json", default=None, help="write the results here (per-step losses included)")
