@@ -40,6 +40,15 @@ def test_sage_matches_pyg_mean(small_graph, out_dim):
     ref = SAGEConv(8, out_dim, aggr="mean")
     ref.load_state_dict(ours.conv.state_dict())
     assert torch.allclose(ours(x, ei), ref(x, ei), atol=1e-5)
+    # gradients of the weights and of a hidden input (the narrowing layer's one fused product)
+    xg = x.clone().requires_grad_()
+    xr = x.clone().requires_grad_()
+    g = torch.randn(40, out_dim)
+    (ours(xg, ei) * g).sum().backward()
+    (ref(xr, ei) * g).sum().backward()
+    assert torch.allclose(xg.grad, xr.grad, atol=1e-5)
+    for (name, a), b in zip(ours.conv.named_parameters(), ref.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
 
 
 def test_sage_edge_weight_is_weighted_mean(small_graph):

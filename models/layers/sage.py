@@ -7,7 +7,7 @@ from gnnsys.models.registry import register_layer
 from torch import nn
 from torch_geometric.nn import SAGEConv
 
-from gnnsys.sparse import is_operator, linear, propagate, propagation_matrix
+from gnnsys.sparse import is_operator, linear, propagate, propagation_matrix, sparse_input
 
 
 @register_layer("sage")
@@ -21,7 +21,9 @@ class SAGELayer(nn.Module):
     (weighted mean over in-neighbours, ``w = 1`` by default). Propagation operator: ``"mean"``.
     The mean is linear, so a layer that narrows (``in_dim > out_dim``) applies ``W_2`` before
     aggregating (``P (X W_2) + b``, the same values up to rounding, the propagation on the
-    narrower side) and then takes ``x`` as a CSR matrix as well.
+    narrower side) and then takes ``x`` as a CSR matrix as well. Such a layer multiplies ``x``
+    by both weights at once (``X [W_2 | W_1]``, one product twice as wide: an output layer's
+    few columns use the matmul poorly) and splits the result.
     """
 
     propagation = "mean"
@@ -41,6 +43,13 @@ class SAGELayer(nn.Module):
     ) -> torch.Tensor:
         op = edge_index if is_operator(edge_index) else propagation_matrix(edge_index, x.size(0), edge_weight, "mean")
         lin_l = self.conv.lin_l
+        if self.transform_first and self.conv.root_weight and x.layout == torch.strided \
+                and sparse_input(x) is None:
+            o = self.out_dim
+            z = x @ torch.cat([lin_l.weight, self.conv.lin_r.weight]).t()
+            out = propagate(op, z[:, :o])
+            out = out + z[:, o:] if lin_l.bias is None else torch.add(out, z[:, o:]).add_(lin_l.bias)
+            return out
         if self.transform_first:
             out = propagate(op, linear(x, lin_l, bias=False))
             out = out if lin_l.bias is None else out + lin_l.bias
