@@ -225,9 +225,10 @@ class SaintSampler(IterableDataset):
         """The raw draws of subgraph ``k`` (for tests of the sampling distribution)."""
         return torch.as_tensor(self._draw_group([self._generator(k)])[0])
 
-    def _raw(self, ks: Sequence[int]) -> list[Induced]:
+    def _raw(self, ks: Sequence[int], csr: bool = True) -> list[Induced]:
         """Induced subgraphs ``ks`` of the stream: (global node ids, local edge_index in CSR
-        order of the targets, global edge ids, row pointer)."""
+        order of the targets, global edge ids, row pointer; ``csr=False``: possibly edges in
+        any order and no row pointer, for counting only)."""
         out: dict[int, Induced] = {}
         todo = []
         for k in ks:
@@ -237,25 +238,25 @@ class SaintSampler(IterableDataset):
             else:
                 todo.append(k)
         if todo:
-            for k, (nodes, edge_index, eids, crow) in zip(todo, self._induce_indices(todo)):
+            for k, (nodes, edge_index, eids, crow) in zip(todo, self._induce_indices(todo, csr)):
                 if self._node_map is not None:
                     nodes = self._node_map[nodes]
                 out[k] = (nodes, edge_index, eids, crow)
         return [out[k] for k in ks]
 
-    def _induce_chunk(self, ks: Sequence[int], slot: int) -> list[Induced]:
-        return self._inducer.induce(self._draw_group([self._generator(k) for k in ks]), slot)
+    def _induce_chunk(self, ks: Sequence[int], slot: int, csr: bool = True) -> list[Induced]:
+        return self._inducer.induce(self._draw_group([self._generator(k) for k in ks]), slot, csr)
 
-    def _induce_indices(self, ks: list[int]) -> list[Induced]:
+    def _induce_indices(self, ks: list[int], csr: bool = True) -> list[Induced]:
         """Draw and induce subgraphs ``ks`` (sampling-graph node ids). On CPU, outside
         DataLoader workers, the indices are dealt round-robin to ``num_threads`` threads
         (numpy and the numba kernel release the GIL)."""
         nt = min(self.num_threads, len(ks)) if self._cpu and get_worker_info() is None else 1
         if nt <= 1:
-            return self._induce_chunk(ks, 0)
+            return self._induce_chunk(ks, 0, csr)
         # from the loading pipeline's worker: a low-priority pool, so the model's threads win
         pool = thread_pool(nt, "saint-bg", BACKGROUND_NICE) if in_background() else thread_pool(nt, "saint")
-        futs = [pool.submit(self._induce_chunk, ks[t::nt], t) for t in range(nt)]
+        futs = [pool.submit(self._induce_chunk, ks[t::nt], t, csr) for t in range(nt)]
         parts = [f.result() for f in futs]
         res: list[Induced] = [None] * len(ks)  # type: ignore[list-item]
         for t, part in enumerate(parts):
@@ -316,7 +317,7 @@ class SaintSampler(IterableDataset):
     # ---------------------------------------------------------------- iteration
     def _expected_train_size(self) -> float:
         """Expected training nodes per subgraph (default: mean over 4 probe subgraphs)."""
-        raws = self._raw([-(i + 2) for i in range(4)])
+        raws = self._raw([-(i + 2) for i in range(4)], csr=False)
         return sum(float(self.train_mask[r[0]].sum()) for r in raws) / len(raws)
 
     def __len__(self) -> int:
@@ -372,20 +373,24 @@ class SaintSampler(IterableDataset):
         stats = SaintStatistics(self.num_nodes, self.num_edges, self.device)
         target = coverage * self.num_train
         covered, k, used = 0, 0, 0
+        room = True  # until a subgraph does not fit the cache: after that groups are only counted
         self._cache.clear()
         while covered < target and (max_subgraphs is None or k < max_subgraphs):
             ks = list(range(k, k + self.group_size))
-            for kk, raw in zip(ks, self._raw(ks)):
+            keep = room
+            for kk, raw in zip(ks, self._raw(ks, csr=keep)):
                 if covered < target and (max_subgraphs is None or k < max_subgraphs):
                     nodes, _, eids, _ = raw
                     stats.add(nodes, eids)
                     covered += int(self.train_mask[nodes].sum())
                     k += 1
                 # every subgraph drawn (also past the end) is a later batch of the stream
-                nbytes = sum(t.numel() * t.element_size() for t in raw)
-                if used + nbytes <= self.cache_limit_bytes:
+                nbytes = sum(t.numel() * t.element_size() for t in raw if t is not None)
+                if keep and used + nbytes <= self.cache_limit_bytes:
                     self._cache[kk] = tuple(t.clone() for t in raw)  # type: ignore[assignment]
                     used += nbytes
+                else:
+                    room = False
             if covered == 0 and k >= 1000:
                 raise ConfigError(f"{type(self).__name__}: 1000 subgraphs held no training node; the "
                                   "training nodes cannot be reached (isolated?) by this sampler")

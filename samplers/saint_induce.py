@@ -198,9 +198,11 @@ class GroupInducer:
         self.__dict__.update(d)
         self._set_numpy()
 
-    def induce(self, draws: list[Any] | torch.Tensor, slot: int = 0) -> list[Induced]:
+    def induce(self, draws: list[Any] | torch.Tensor, slot: int = 0, csr: bool = True) -> list[Induced]:
         """Induced subgraph of each draw array (node ids of the sampling graph: numpy arrays on
-        CPU, tensors on the adjacency's device otherwise, or one ``[subgraphs, draws]`` tensor)."""
+        CPU, tensors on the adjacency's device otherwise, or one ``[subgraphs, draws]`` tensor).
+        ``csr=False`` (pre-sampling's counting): the CPU kernel may leave the edges unordered
+        and the row pointer ``None``."""
         if len(draws) == 0:
             return []
         if not self.use_kernel:
@@ -222,7 +224,7 @@ class GroupInducer:
         eoff = csum[doff]
         bits, lmap, src, dst, eid, t_src, t_dst, t_eid = self._buffers(slot, int(eoff[-1]))
         nodes, ncnt, ecnt, crow = induce_group(flat, doff, eoff, bits, lmap, optr, ent, src, dst, eid,
-                                               t_src, t_dst, t_eid)
+                                               t_src, t_dst, t_eid, csr)
         out = []
         for s in range(len(arrs)):
             lo, c = doff[s], ncnt[s]
@@ -232,7 +234,7 @@ class GroupInducer:
             ei[1] = dst[elo:elo + ec]
             out.append((torch.from_numpy(nodes[lo:lo + c]), torch.from_numpy(ei),
                         torch.from_numpy(eid[elo:elo + ec].astype(np.int64)),
-                        torch.from_numpy(crow[lo + s:lo + s + c + 1])))
+                        torch.from_numpy(crow[lo + s:lo + s + c + 1]) if csr else None))
         return out
 
     def _buffers(self, slot: int, capacity: int) -> tuple[np.ndarray, ...]:

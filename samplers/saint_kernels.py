@@ -221,6 +221,36 @@ def _induce_one(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo, e_hi
     return nf + nr
 
 
+def _induce_unordered(nodes, lo, cnt, bits, lmap, optr, ent, src, dst, eid, e_lo):  # pragma: no cover
+    """The edges of ``_induce_one`` in the order the scan finds them (no row pointer): for
+    pre-sampling, which only counts nodes and edges. Clears the bits; returns the edge count."""
+    for i in range(cnt):
+        lmap[nodes[lo + i]] = i
+    k = e_lo
+    for i in range(cnt):
+        o = nodes[lo + i]
+        for q in range(optr[o], optr[o + 1]):
+            w = ent[q, 0]
+            if bits[w >> 6] & (np.uint64(1) << np.uint64(w & 63)):
+                j = lmap[w]
+                f = ent[q, 1]
+                if f >= 0:
+                    src[k] = i
+                    dst[k] = j
+                    eid[k] = f
+                    k += 1
+                r = ent[q, 2]
+                if r >= 0:
+                    src[k] = j
+                    dst[k] = i
+                    eid[k] = r
+                    k += 1
+    for i in range(cnt):
+        v = nodes[lo + i]
+        bits[v >> 6] &= ~(np.uint64(1) << np.uint64(v & 63))
+    return k - e_lo
+
+
 def _sort_run(keys, vals, lo, n):  # pragma: no cover - compiled
     """Sort ``keys[lo:lo+n]`` ascending, ``vals`` along, in place. A target's reverse run is
     written backwards, so on an undirected graph it is descending: reversed in one pass;
@@ -249,17 +279,21 @@ def _sort_run(keys, vals, lo, n):  # pragma: no cover - compiled
 _dedupe_jit = njit(cache=True, nogil=True)(_dedupe_one)
 _sort_run_jit = njit(cache=True, nogil=True)(_sort_run)
 _induce_jit = njit(cache=True, nogil=True)(_induce_one)
+_induce_unordered_jit = njit(cache=True, nogil=True)(_induce_unordered)
 
 
 @njit(cache=True, nogil=True)
-def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src, t_dst, t_eid):  # pragma: no cover
+def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src, t_dst, t_eid,
+                 csr=True):  # pragma: no cover
     """Induced subgraphs of a group: subgraph ``s`` has raw draws ``draws[doff[s]:doff[s+1]]``
     and writes its unique sorted nodes from ``doff[s]`` and its edges from ``eoff[s]`` into
     the caller's buffers ``src``, ``dst``, ``eid`` (``eoff`` from an upper bound: twice the
     oriented list lengths of the draws), in CSR order of the targets (``_induce_one``;
     ``t_*`` are scratch of the same size as the edge buffers). ``bits`` (all zero, one bit per
     node) is left so; ``lmap`` (one int32 per node) is scratch. Returns ``(nodes, node counts,
-    edge counts, row pointers)``; subgraph ``s``'s row pointer starts at ``doff[s] + s``."""
+    edge counts, row pointers)``; subgraph ``s``'s row pointer starts at ``doff[s] + s``.
+    ``csr=False``: the same edges in scan order and no row pointers (left unset), for subgraphs
+    that are only counted."""
     s_count = doff.shape[0] - 1
     nodes = np.empty(draws.shape[0], dtype=np.int64)
     crow = np.empty(draws.shape[0] + s_count, dtype=np.int64)
@@ -268,9 +302,19 @@ def induce_group(draws, doff, eoff, bits, lmap, optr, ent, src, dst, eid, t_src,
     for s in range(s_count):
         c = _dedupe_jit(draws, doff[s], doff[s + 1], bits, nodes, doff[s])
         ncnt[s] = c
-        ecnt[s] = _induce_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s], eoff[s + 1],
-                              t_src, t_dst, t_eid, crow, doff[s] + s)
+        if csr:
+            ecnt[s] = _induce_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s], eoff[s + 1],
+                                  t_src, t_dst, t_eid, crow, doff[s] + s)
+        else:
+            ecnt[s] = _induce_unordered_jit(nodes, doff[s], c, bits, lmap, optr, ent, src, dst, eid, eoff[s])
     return nodes, ncnt, ecnt, crow
+
+
+@njit(cache=True, nogil=True)
+def count_into(counts, ids):  # pragma: no cover - compiled
+    """``counts[ids] += 1`` (repeats counted), in one pass."""
+    for i in range(ids.shape[0]):
+        counts[ids[i]] += 1
 
 
 @njit(cache=True, nogil=True)

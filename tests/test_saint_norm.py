@@ -116,6 +116,25 @@ def test_presampled_subgraphs_are_served_from_memory(graph):
     assert not s2._cache
     for a, b in zip(batches, s2):  # re-drawn identically when not kept
         assert torch.equal(a.edge_ids, b.edge_ids) and torch.equal(a.edge_weight, b.edge_weight)
+    # a cache that fills part way: the rest is only counted (no CSR order built), same counts
+    # and the same batches, in the same edge order
+    s3 = make("node", graph, seed=5, cache_limit_bytes=6000, group_size=2).compute_normalization(5)
+    assert 0 < len(s3._cache) < n
+    assert torch.equal(s3.stats.node_count, s.stats.node_count)
+    assert torch.equal(s3.stats.edge_count, s.stats.edge_count)
+    for a, b in zip(batches, s3):
+        assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.csr_ptr, b.csr_ptr)
+        assert torch.equal(a.edge_weight, b.edge_weight)
+
+
+def test_statistics_reject_ids_out_of_range():
+    st = SaintStatistics(4, 3)
+    with pytest.raises(IndexError, match="outside"):
+        st.add(torch.tensor([0, 4]), torch.tensor([0]))
+    with pytest.raises(IndexError, match="outside"):
+        st.add(torch.tensor([0]), torch.tensor([-1]))
+    st.add(torch.tensor([0, 3, 3]), torch.tensor([2]))  # repeats counted
+    assert st.node_count.tolist() == [1, 0, 0, 2] and st.edge_count.tolist() == [0, 0, 1]
 
 
 def test_save_and_load(graph, tmp_path):

@@ -83,6 +83,12 @@ def test_oriented_layouts_agree(graph):
                 assert sorted(r[2].tolist()) == sorted(ref.tolist())
                 # local endpoints agree with the edge ids
                 assert torch.equal(rk[0][r[1]], g.to_edge_index()[:, r[2]])
+        # the count-only kernel (pre-sampling): the same nodes and edges, no row pointer
+        arrays = [d.numpy() for d in draws]
+        for rk, ru in zip(ind_k.induce(arrays), ind_k.induce(arrays, csr=False)):
+            assert torch.equal(rk[0], ru[0]) and ru[3] is None
+            assert sorted(ru[2].tolist()) == sorted(rk[2].tolist())
+            assert torch.equal(ru[0][ru[1]], g.to_edge_index()[:, ru[2]])
 
 
 @pytest.mark.parametrize("kind", KINDS)
