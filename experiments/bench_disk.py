@@ -53,6 +53,7 @@ from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty
 from gnnsys.storage.disk_tier import process_read_bytes
 from gnnsys.storage.feature_file import FeatureFile, write_feature_file
 from gnnsys.storage.out_of_core import OutOfCoreStore
+from gnnsys.storage.packed import packed_path
 
 from gnnsys.loading import FetchFeatures, LoadingPipeline, operator_norms
 from gnnsys.trainers.backprop import node_loss
@@ -339,6 +340,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             x = torch.from_numpy(np.fromfile(ff.path, np.float32, offset=ff.offset).reshape(ff.num_rows, ff.dim))
             store = InMemoryFeatureStore(x, check_finite=False)
         else:
+            if mode == "packed":  # packed files of an earlier run would match the plan: packing is measured
+                for e in (0, 1):
+                    packed_path(root, ff, e).unlink(missing_ok=True)
             store = OutOfCoreStore(ff.path, budget, graph=g, layout=mode, policy=args.policy, sampler=sampler,
                                    counts=counts, cache_dir=root, model_widths=(args.hidden, args.classes),
                                    queue_depth=args.queue_depth)
