@@ -203,7 +203,8 @@ def _memmap_budget(ff: FeatureFile, sampler, y, state, args, budget: int) -> dic
     e["read_bytes"] = process_read_bytes() - read0
     done = len(e["losses"])
     e["epoch_estimate_s"] = e["seconds"] * len(sampler) / done if done else None
-    need = sum(int(b.node_ids.numel()) for b in sampler.sample_at(range(done))) * ff.dim * 4 if done else 0
+    first = len(sampler)  # epoch 1's first batch index (_train ran epoch 1)
+    need = sum(int(b.node_ids.numel()) for b in sampler.sample_at(range(first, first + done))) * ff.row_bytes
     e["amplification"] = e["read_bytes"] / need if need else None
     est = f"{e['epoch_estimate_s']:.0f} s" if done else f"more than {e['seconds']:.0f} s"
     print(f"  {done} of {len(sampler)} steps in {e['seconds']:.1f} s (limit {args.memmap_budget_seconds:g} s), "
