@@ -327,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(bench_modules=bool(argv) and argv[0] == "bench")
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = args.func(args)
+        # a module benchmark may hand its Python callers its results (bench_disk: a dict)
+        return status if isinstance(status, int) and not isinstance(status, bool) else 0
     except GnnsysError as e:
         print(f"gnnsys: error: {e}", file=sys.stderr)
         return 2

@@ -108,3 +108,20 @@ def test_bench_bad_options(argv, expect, capsys):
         rc = e.code
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("gnnsys: error:") and expect in err[0], err
+
+
+def test_module_bench_returning_its_results_exits_zero(monkeypatch):
+    """``bench_disk.main`` hands Python callers its results dict; as ``gnnsys bench disk`` the
+    command's exit status is 0 (it raised ``TypeError`` in ``int(dict)`` before)."""
+    from gnnsys.experiments import bench_disk
+
+    seen = {}
+
+    def fake_main(args):
+        seen["quick"] = args.quick
+        return {"runs": {}}
+
+    monkeypatch.setattr(bench_disk, "main", fake_main)
+    assert main(["bench", "disk", "--quick"]) == 0 and seen == {"quick": True}
+    monkeypatch.setattr(bench_disk, "main", lambda args: 3)  # an int is the exit status
+    assert main(["bench", "disk", "--quick"]) == 3
