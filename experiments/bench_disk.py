@@ -49,7 +49,7 @@ from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
 from gnnsys.storage import DiskFeatureStore, InMemoryFeatureStore
 from gnnsys.storage.allocator import limit_arenas
 from gnnsys.storage.budget import format_bytes, parse_bytes
-from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty
+from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty, drop_file_pages
 from gnnsys.storage.disk_tier import process_read_bytes
 from gnnsys.storage.feature_file import FeatureFile, write_feature_file
 from gnnsys.storage.out_of_core import OutOfCoreStore
@@ -178,19 +178,11 @@ class _DeadlineMemmapStore(DiskFeatureStore):
         return torch.from_numpy(rows)
 
 
-def _drop_file_pages(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def _memmap_budget(ff: FeatureFile, sampler, y, state, args, budget: int) -> dict[str, Any]:
     """Epoch 1 with ``DiskFeatureStore`` held to ``budget`` bytes by a memory cgroup, for at most
     ``args.memmap_budget_seconds``; the epoch time extrapolated from the finished steps."""
     store = _DeadlineMemmapStore(ff.path)
-    _drop_file_pages(ff.path)
+    drop_file_pages(ff.path)
     with memory_cgroup(budget) as (cg, why):
         if cg is None:
             print(f"  skipped: {why}", flush=True)
@@ -210,7 +202,7 @@ def _memmap_budget(ff: FeatureFile, sampler, y, state, args, budget: int) -> dic
     print(f"  {done} of {len(sampler)} steps in {e['seconds']:.1f} s (limit {args.memmap_budget_seconds:g} s), "
           f"read {e['read_bytes'] / 1e9:.2f} GB; epoch estimate {est}; cgroup peak "
           f"{format_bytes(r['cgroup_peak'] or 0)} of {format_bytes(budget)}", flush=True)
-    _drop_file_pages(ff.path)
+    drop_file_pages(ff.path)
     return r
 
 

@@ -32,6 +32,7 @@ from gnnsys.experiments.bench_samplers import add_graph_arguments, bench_graph
 from gnnsys.models import build_model
 from gnnsys.samplers.saint_samplers import SaintRandomWalkSampler
 from gnnsys.storage import DiskFeatureStore, InMemoryFeatureStore, TieredFeatureStore
+from gnnsys.storage.disk_io import drop_file_pages
 
 from gnnsys.loading import FetchFeatures, LoadingPipeline, operator_norms
 from gnnsys.trainers.backprop import node_loss
@@ -44,15 +45,6 @@ def _cache_dir() -> Path:
     root = Path(os.environ.get("GNNSYS_CACHE") or Path.home() / ".cache" / "gnnsys") / "bench_loading"
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def _drop_pages(path: Path) -> None:
-    """Evict ``path`` from the page cache (clean pages only, which a read-only memmap has)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def _epoch(sampler, store, y, model_state, args, prefetch: int, epoch: int) -> dict[str, Any]:
@@ -124,7 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.repeat):  # the fastest of a few epochs: the others' noise is the machine's
             store = make()
             if cold:
-                _drop_pages(path)
+                drop_file_pages(path)
             r = _epoch(sampler, store, y, state, args, prefetch, 1)
             best = r if best is None or r["seconds"] < best["seconds"] else best
         r = best

@@ -313,6 +313,15 @@ def create_file(path: Path, size: int) -> int:
     return fd
 
 
+def drop_file_pages(path: str | os.PathLike) -> None:
+    """Evict ``path``'s pages from the page cache (clean pages: a read-only file's or mapping's)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def commit_file(fd: int, tmp: Path, final: Path) -> None:
     """``fsync`` the file, rename ``tmp`` to ``final`` and ``fsync`` the folder: after this a
     reader sees either the complete file or none, never a part."""

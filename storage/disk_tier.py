@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty
+from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, aligned_empty, drop_file_pages
 from gnnsys.storage.feature_file import FeatureFile
 from gnnsys.storage.tiers import BackingTier
 from numba import njit
@@ -239,17 +239,11 @@ class DirectDiskTier(BackingTier):
 
     def drop_pages(self) -> None:
         """Evict the feature file's pages from the page cache (``memmap``: unmap, advise, remap)."""
-        import os
-
         with self._lock:
             if self._memmap is not None:
                 self._memmap._mmap.close()
                 self._memmap = None
-            fd = os.open(self.file.path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+            drop_file_pages(self.file.path)
             if self.layout == "memmap":
                 self._memmap = np.memmap(self.file.path, self._np_dtype, "r", self.file.offset,
                                          (self.file.num_rows, self.file.dim))
