@@ -39,7 +39,7 @@ def parse_bytes(value: Any) -> int:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
     if m is None or m.group(2).lower() not in _UNITS:
         raise ConfigError(f"memory budget {value!r} is not a size; write e.g. 2GB, 1500MB or 512MiB")
-    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    n = round(float(m.group(1)) * _UNITS[m.group(2).lower()])  # "8.11MB" is 8,110,000 bytes, not 8,109,999
     if n <= 0:
         raise ConfigError(f"memory budget must be > 0 bytes, got {value!r}")
     return n
@@ -63,19 +63,25 @@ EDGE_BYTES = 44
 
 
 def batch_work_bytes(max_batch_rows: int, row_bytes: int, widths: Any = (), *, avg_degree: float = 0.0,
-                     max_edges: int | None = None, batches_held: int = 4, dtype_bytes: int = 4) -> int:
+                     max_edges: int | None = None, batches_held: int = 4, dtype_bytes: int = 4,
+                     sampler_group: int = 1) -> int:
     """Memory a training step needs besides the batches' feature rows: the miss rows of the batch
     being gathered (read before they are placed among its cached rows), the edges and operators
-    of the ``batches_held`` batches (at most ``avg_degree`` edges per row: a sampled subgraph's
+    of the batches alive at once (at most ``avg_degree`` edges per row: a sampled subgraph's
     nodes have at most their full degree on average; never more than the graph's ``max_edges``),
     and ``ACTIVATION_COPIES`` tensors of
-    ``rows x width`` per layer output width in ``widths`` (the model's hidden and output sizes)."""
-    if max_batch_rows < 0 or row_bytes <= 0 or avg_degree < 0 or batches_held < 1:
+    ``rows x width`` per layer output width in ``widths`` (the model's hidden and output sizes).
+
+    The batches alive are the ``batches_held`` ones, or, when the sampler induces
+    ``sampler_group`` subgraphs in one call (GraphSAINT's ``group_size``), the whole fresh group
+    besides the ``batches_held - 1`` earlier batches still held (prefetched, computing, dropped)."""
+    if max_batch_rows < 0 or row_bytes <= 0 or avg_degree < 0 or batches_held < 1 or sampler_group < 1:
         raise ConfigError(f"batch_work_bytes: bad sizes (rows {max_batch_rows}, row bytes {row_bytes}, average "
-                          f"degree {avg_degree}, batches held {batches_held})")
+                          f"degree {avg_degree}, batches held {batches_held}, sampler group {sampler_group})")
     miss = max_batch_rows * row_bytes
     per_batch = max_batch_rows * avg_degree if max_edges is None else min(max_batch_rows * avg_degree, max_edges)
-    edges = batches_held * int(per_batch * EDGE_BYTES)
+    alive = max(batches_held, sampler_group + batches_held - 1)
+    edges = alive * int(per_batch * EDGE_BYTES)
     acts = ACTIVATION_COPIES * max_batch_rows * int(sum(int(w) for w in widths)) * dtype_bytes
     return int(miss + edges + acts)
 

@@ -76,7 +76,8 @@ class OutOfCoreStore(TieredFeatureStore):
             with one batch of prefetch).
         model_widths: the model's layer output widths (hidden sizes, classes): the budget
             reserves the activations of one step (``budget.batch_work_bytes``) besides the
-            batches' miss rows, edges and operators.
+            batches' miss rows, edges and operators (those of the sampler's whole group of
+            subgraphs, ``group_size``, when it induces several at once).
         cache_dir: where packed files go (default ``$GNNSYS_CACHE`` or ``~/.cache/gnnsys``).
         dtype: the dtype the file must hold (``None``: any supported).
         counts, train_nodes: the policy's inputs (GraphSAINT's ``C_v``, PageRank's teleport).
@@ -103,7 +104,8 @@ class OutOfCoreStore(TieredFeatureStore):
         rows = min(int(max_batch_rows), ff.num_rows)
         degree = graph.num_edges / max(graph.num_nodes, 1) if graph is not None else 0.0
         work = batch_work_bytes(rows, ff.row_bytes, model_widths, avg_degree=degree, batches_held=batches_held,
-                                max_edges=graph.num_edges if graph is not None else None)
+                                max_edges=graph.num_edges if graph is not None else None,
+                                sampler_group=max(1, int(getattr(sampler, "group_size", 1) or 1)))
         split = plan_budget(memory_budget, row_bytes=ff.row_bytes, num_rows=ff.num_rows, max_batch_rows=rows,
                             batches_held=batches_held, staging=staging_bytes, max_cache_rows=max_cache_rows,
                             work_bytes=work)

@@ -44,7 +44,7 @@ def setup(tmp_path_factory):
     return g, x, path, s, root
 
 
-def _store(setup, layout, budget="900KB", **kw):
+def _store(setup, layout, budget="1365KB", **kw):
     g, x, path, s, root = setup
     return OutOfCoreStore(path, budget, graph=g, layout=layout, sampler=s, counts=s.stats.node_count,
                           cache_dir=kw.pop("cache_dir", root / "cache"), **kw)
@@ -112,7 +112,7 @@ def test_budget_split_holds_and_too_small_budget_names_the_minimum(setup):
     g, x, path, s, root = setup
     st = _store(setup, "packed")
     b = st.stats()["budget"]
-    assert b["peak"] <= b["total"] == 900_000 and st.capacity == b["cache_rows"] > 0
+    assert b["peak"] <= b["total"] == 1_365_000 and st.capacity == b["cache_rows"] > 0
     _epoch(st, s, 1)
     b = st.stats()["budget"]
     assert b["peak"] <= b["total"] and st.stats()["disk"]["in_flight_peak"] <= b["staging"]
@@ -125,7 +125,7 @@ def test_budget_split_holds_and_too_small_budget_names_the_minimum(setup):
     rows, ids = _epoch(ok, s, 2)
     assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
     ok.close()
-    assert parse_bytes("2GB") == 2 * 10**9 and parse_bytes("512MiB") == 512 << 20
+    assert parse_bytes("2GB") == 2 * 10**9 and parse_bytes("512MiB") == 512 << 20 and parse_bytes("8.11MB") == 8_110_000
     for bad in ("2 parsecs", "-1GB", 0):
         with pytest.raises(ConfigError, match="memory budget"):
             parse_bytes(bad)
@@ -293,14 +293,14 @@ def test_build_feature_store_disk(setup):
     from gnnsys.storage import build_feature_store
 
     g, x, path, s, root = setup
-    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="900KB",
+    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="1365KB",
                              sampler=s, layout="rows")
     assert isinstance(st, OutOfCoreStore) and st.policy.name == "static-saint"
     assert torch.equal(st.gather(torch.arange(10)), x[:10])
-    with pytest.raises(ConfigError, match="evaluate layer-wise"):  # 1.5 MB of rows, a 900 KB budget
+    with pytest.raises(ConfigError, match="evaluate layer-wise"):  # 1.5 MB of rows, a 1.37 MB budget
         st.all()
     st.close()
-    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="2MB",
+    st = build_feature_store(path, kind="disk", graph=g, saint_counts=s.stats.node_count, memory_budget="2465KB",
                              sampler=s, layout="rows")
     assert torch.equal(st.all(), x)  # --eval full: the whole file when it fits the budget
     st.close()
@@ -318,6 +318,11 @@ def test_budget_reserves_the_batches_working_memory(setup):
     work = batch_work_bytes(rows, rb, (128, 10), avg_degree=20.0, batches_held=4)
     assert work == rows * rb + 4 * int(rows * 20.0 * EDGE_BYTES) + ACTIVATION_COPIES * rows * 138 * 4
     assert batch_work_bytes(rows, rb, (), avg_degree=20.0, max_edges=1000, batches_held=2) == rows * rb + 2 * 1000 * 44
+    # a sampler inducing 8 subgraphs at once: the fresh group and the 3 earlier batches still held
+    assert (batch_work_bytes(rows, rb, (), avg_degree=20.0, batches_held=4, sampler_group=8)
+            == rows * rb + 11 * int(rows * 20.0 * EDGE_BYTES))
+    assert batch_work_bytes(rows, rb, (), avg_degree=20.0, batches_held=4, sampler_group=1) == rows * rb + 4 * int(
+        rows * 20.0 * EDGE_BYTES)
     plain = plan_budget("2GB", row_bytes=rb, num_rows=10**7, max_batch_rows=rows)
     held = plan_budget("2GB", row_bytes=rb, num_rows=10**7, max_batch_rows=rows, work_bytes=work)
     assert held.minimum == plain.minimum + work and held.work == work
@@ -325,13 +330,13 @@ def test_budget_reserves_the_batches_working_memory(setup):
     with pytest.raises(ConfigError, match=f"working memory; the smallest budget that works is {held.minimum} bytes"):
         plan_budget(held.minimum - 1, row_bytes=rb, num_rows=10**7, max_batch_rows=rows, work_bytes=work)
     g, x, path, s, root = setup
-    st = _store(setup, "rows", budget="1.5MB", model_widths=(64, 7))
+    st = _store(setup, "rows", budget="1965KB", model_widths=(64, 7))
     b = st.stats()["budget"]
     rows = s.num_roots * (s.walk_length + 1)
     assert b["work"] == batch_work_bytes(rows, 384, (64, 7), avg_degree=g.num_edges / g.num_nodes,
-                                         max_edges=g.num_edges, batches_held=4)
+                                         max_edges=g.num_edges, batches_held=4, sampler_group=s.group_size)
     assert b["work"] == b["peak_by_kind"]["work"] and b["peak"] <= b["total"]
-    assert st.capacity == (1_500_000 - b["minimum"]) // 384 > 0
+    assert st.capacity == (1_965_000 - b["minimum"]) // 384 > 0
     st.close()
 
 

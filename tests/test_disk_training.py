@@ -42,7 +42,7 @@ def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_
     ds, path = sbm_file
     path.chmod(0o444)  # the feature file may be read-only: packed files go to the cache folder
     a = in_memory
-    b = train(TrainConfig(features="disk", feature_file=str(path), memory_budget="5.05MB", disk_layout=layout,
+    b = train(TrainConfig(features="disk", feature_file=str(path), memory_budget="8110KB", disk_layout=layout,
                           cache_dir=str(tmp_path), **KW))
     ha, hb = a["runs"][0]["history"], b["runs"][0]["history"]
     assert [r["loss"] for r in ha] == [r["loss"] for r in hb]
@@ -54,11 +54,11 @@ def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_
         if layout == "packed":
             assert disk["amplification"] < 1.3
     fs = b["runs"][0]["feature_store"]
-    assert fs["budget"]["peak"] <= fs["budget"]["total"] == 5_050_000
+    assert fs["budget"]["peak"] <= fs["budget"]["total"] == 8_110_000
     assert list(tmp_path.glob("packed/*.packed")) if layout == "packed" else True
     assert not list(path.parent.glob("*.packed"))
     if layout == "rows":  # --eval full reads the whole file when it fits the budget
-        c = train(TrainConfig(features="disk", feature_file=str(path), memory_budget="5.05MB", disk_layout=layout,
+        c = train(TrainConfig(features="disk", feature_file=str(path), memory_budget="8110KB", disk_layout=layout,
                               cache_dir=str(tmp_path), eval_mode="full", **KW))
         assert [r["loss"] for r in c["runs"][0]["history"]] == [r["loss"] for r in ha] and c["test"] == a["test"]
 
@@ -98,7 +98,7 @@ def test_disk_options_are_checked(sbm_file, capsys):
     other = path.parent / "wide.npy"
     np.save(other, np.zeros((ds.num_nodes, 65), np.float32))
     argv[argv.index(str(path))] = str(other)
-    argv[argv.index("100KB")] = "8MB"
+    argv[argv.index("100KB")] = "12MB"
     assert cli_main(argv) == 2
     assert "65-d" in capsys.readouterr().err
 
