@@ -144,6 +144,7 @@ def _with_disk_features(dataset: Dataset, cfg: TrainConfig, split: dict[str, tor
                            train_nodes=(split or dataset.split).get("train") if dataset.task == "node" else None,
                            batches_held=(cfg.prefetch if cfg.prefetch is not None else 1) + 3,
                            model_widths=[cfg.hidden or 0] * max(cfg.layers - 1, 0) + [dataset.num_classes or 0])
+    store.expect_epochs(cfg.epochs)  # the packed layout writes no file ahead for an epoch after the last
     own = dataset.features
     if own is not None and (own.dim != store.dim or own.dtype != store.dtype):
         store.close()

@@ -303,6 +303,18 @@ class SaintSampler(IterableDataset):
         b.neg_edges = draw_non_edges(n, keys, pos.size(1), gen)
         b.target, b.loss_weight = None, None
 
+    def node_sets_at(self, ks: Sequence[int]) -> list[torch.Tensor]:
+        """The node ids of subgraphs ``ks`` (each batch's ``node_ids``), without building the
+        batches and without taking pre-sampled subgraphs out of the cache (an out-of-core
+        store plans an epoch's reads with them before the epoch draws its batches)."""
+        ks = list(ks)
+        out: dict[int, torch.Tensor] = {k: self._cache[k][0] for k in ks if k in self._cache}
+        todo = [k for k in ks if k not in out]
+        if todo:
+            for k, (nodes, _, _, _) in zip(todo, self._induce_indices(todo, csr=False)):
+                out[k] = nodes if self._node_map is None else self._node_map[nodes]
+        return [out[k] for k in ks]
+
     def sample_at(self, ks: Sequence[int]) -> list[SaintMiniBatch]:
         """Mini-batches for stream indices ``ks``."""
         ks = list(ks)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gnnsys.errors import ConfigError
@@ -97,6 +97,7 @@ class BudgetSplit:
     cache_rows: int
     row_bytes: int
     work: int = 0
+    pack_ahead: int = 0  # buffers of the next epoch's packing pass, run during this epoch (0: none)
 
     @property
     def cache_bytes(self) -> int:
@@ -109,8 +110,19 @@ class BudgetSplit:
 
     def as_dict(self) -> dict[str, int]:
         return {"total": self.total, "staging": self.staging, "batch_buffers": self.batch_buffers,
-                "work": self.work, "cache_rows": self.cache_rows, "cache_bytes": self.cache_bytes,
-                "minimum": self.minimum}
+                "work": self.work, "pack_ahead": self.pack_ahead, "cache_rows": self.cache_rows,
+                "cache_bytes": self.cache_bytes, "minimum": self.minimum}
+
+    def with_pack_ahead(self, nbytes: int) -> BudgetSplit:
+        """This split with ``nbytes`` set aside for packing the next epoch during the current one:
+        from what the cache tier leaves unused, then from the cache tier. Unchanged (no pack
+        buffers) when even an empty cache tier would not leave ``nbytes``."""
+        nbytes = int(nbytes)
+        if nbytes <= 0 or self.total - self.minimum < nbytes:
+            return self
+        free = self.total - self.minimum - self.cache_bytes
+        take = max(0, -(-(nbytes - free) // self.row_bytes))
+        return replace(self, cache_rows=self.cache_rows - take, pack_ahead=nbytes)
 
 
 def plan_budget(budget: Any, *, row_bytes: int, num_rows: int, max_batch_rows: int, batches_held: int = 3,

@@ -12,7 +12,9 @@ a static tiering-I policy (the packed cold sets depend on it).
 from __future__ import annotations
 
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,10 @@ import numpy as np
 import torch
 from gnnsys.storage.allocator import allocator_state, limit_arenas, trim_heap
 from gnnsys.storage.budget import MemoryBudget, batch_work_bytes, plan_budget
+from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, align_up, aligned_empty
 from gnnsys.storage.disk_tier import DEFAULT_QUEUE_DEPTH, LAYOUTS, DirectDiskTier
 from gnnsys.storage.feature_file import FeatureFile
-from gnnsys.storage.packed import default_cache_dir, open_packed, pack_epoch, packed_path, plan_hash
+from gnnsys.storage.packed import PackCancelled, default_cache_dir, open_packed, pack_epoch, packed_path, plan_hash
 from gnnsys.storage.tiered import TieredFeatureStore
 
 from gnnsys.errors import ConfigError
@@ -55,8 +58,12 @@ def epoch_plan(sampler: Any, epoch: int | None = None) -> tuple[int, list[np.nda
     ks = list(range(start, start + n))
     g = max(1, int(getattr(sampler, "group_size", 8)))
     out: list[np.ndarray] = []
+    sets = getattr(sampler, "node_sets_at", None)
     for i in range(0, n, g):
-        out += [b.node_ids.cpu().numpy().astype(np.int64) for b in sampler.sample_at(ks[i:i + g])]
+        if sets is not None:  # node ids only, pre-sampled subgraphs left for the epoch
+            out += [v.cpu().numpy().astype(np.int64) for v in sets(ks[i:i + g])]
+        else:
+            out += [b.node_ids.cpu().numpy().astype(np.int64) for b in sampler.sample_at(ks[i:i + g])]
     return int(epoch), out
 
 
@@ -81,6 +88,11 @@ class OutOfCoreStore(TieredFeatureStore):
         cache_dir: where packed files go (default ``$GNNSYS_CACHE`` or ``~/.cache/gnnsys``).
         dtype: the dtype the file must hold (``None``: any supported).
         counts, train_nodes: the policy's inputs (GraphSAINT's ``C_v``, PageRank's teleport).
+        pack_ahead: with the packed layout, write the next epoch's packed file in a background
+            thread while the current epoch trains (its buffers are set aside from the cache
+            tier: ``split.pack_ahead``; off when the budget has no room for them). The next
+            epoch's plan is drawn at the start of the current one. ``expect_epochs`` stops it
+            after the last epoch.
     """
 
     def __init__(self, path: str | os.PathLike, memory_budget: Any, *, graph: Any, layout: str = "packed",
@@ -88,7 +100,7 @@ class OutOfCoreStore(TieredFeatureStore):
                  batches_held: int = 4, cache_dir: str | os.PathLike | None = None, io: str = "auto",
                  queue_depth: int = DEFAULT_QUEUE_DEPTH, staging_bytes: int | None = None, dtype: Any = None,
                  counts: Any = None, train_nodes: Any = None, max_cache_rows: int | None = None,
-                 model_widths: Any = ()) -> None:
+                 model_widths: Any = (), pack_ahead: bool = True) -> None:
         if layout not in LAYOUTS:
             raise ConfigError(f"unknown disk layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         if layout == "packed" and policy not in STATIC_POLICIES:
@@ -109,6 +121,8 @@ class OutOfCoreStore(TieredFeatureStore):
         split = plan_budget(memory_budget, row_bytes=ff.row_bytes, num_rows=ff.num_rows, max_batch_rows=rows,
                             batches_held=batches_held, staging=staging_bytes, max_cache_rows=max_cache_rows,
                             work_bytes=work)
+        if layout == "packed" and pack_ahead:  # the pass's read + write halves, and its own staging
+            split = split.with_pack_ahead(2 * align_up(rows * ff.row_bytes) + 2 * PAGE + split.staging)
         self.split = split
         self.budget = MemoryBudget(split.total)
         limit_arenas()  # freed batch memory is reused, not kept resident per thread (storage/allocator.py)
@@ -121,6 +135,7 @@ class OutOfCoreStore(TieredFeatureStore):
         self.budget.charge("batch_buffers", split.batch_buffers)
         self.budget.charge("work", split.work)
         self.budget.charge("cache", split.cache_bytes)
+        self.budget.charge("pack_ahead", split.pack_ahead)
         tier._reader.merge_gap = 256 << 10  # the preload is a bulk read: read through short gaps
         try:
             super().__init__(tier, split.cache_rows, policy, "cpu", graph=graph, counts=counts,
@@ -132,13 +147,24 @@ class OutOfCoreStore(TieredFeatureStore):
         tier.reset_counters()  # the preload is not an epoch's traffic
         self.disk: DirectDiskTier = tier
         self.pack_log: list[dict[str, Any]] = []
+        self._ahead: _PackAhead | None = None
+        self._epochs_left: int | None = None
+        self._pack_io: tuple[IOPool, DiskFile, ThreadPoolExecutor] | None = None
+        self._io_mode, self._queue_depth = io, queue_depth
+
+    def expect_epochs(self, epochs: int | None) -> None:
+        """The number of epochs still to begin (``None``: unknown): no packed file is written
+        ahead for an epoch after the last."""
+        self._epochs_left = None if epochs is None else int(epochs)
 
     # ---------------------------------------------------------------- epochs
     def begin_epoch(self, source: Any) -> dict[str, Any] | None:
         """Before an epoch of ``source`` (a GraphSAINT sampler or loader): with the packed layout,
-        open the epoch's packed file, or write it when it is missing or stale. The heap's free
-        pages go back to the system first: no batch is alive between epochs, and the packing
-        pass's buffer must not come on top of the last epoch's freed batch memory."""
+        open the epoch's packed file, or write it when it is missing or stale; then, with
+        ``pack_ahead``, draw the next epoch's plan and start writing its file in the background.
+        The heap's free pages go back to the system first: no batch is alive between epochs,
+        and the packing pass's buffer must not come on top of the last epoch's freed batch
+        memory."""
         trim_heap()
         if self.layout != "packed":
             return None
@@ -146,45 +172,96 @@ class OutOfCoreStore(TieredFeatureStore):
         if not hasattr(sampler, "sample_at"):
             raise ConfigError("the packed layout plans each epoch from a sampler that is deterministic per batch "
                               f"index (GraphSAINT); {type(source).__name__} is not one: use layout='rows'")
-        t0 = time.perf_counter()
-        epoch, batches = epoch_plan(sampler)
-        plan_s = time.perf_counter() - t0
+        epoch = sampler._pos // len(sampler)
+        ahead, self._ahead = self._ahead, None
+        rec: dict[str, Any] | None = None
+        packed = None
+        if ahead is not None:
+            if ahead.epoch == epoch and ahead.sampler_key == _sampler_key(sampler):
+                packed, rec = ahead.result()  # waits for the pass; its error (a full disk) is raised here
+            else:  # the stream moved elsewhere, or the sampler changed: that plan is not this epoch's
+                ahead.cancel()
+        if packed is None:
+            t0 = time.perf_counter()
+            epoch, batches = epoch_plan(sampler, epoch)
+            sig, path = self._signature(sampler, epoch, batches)
+            rec = {"epoch": epoch, "path": str(path), "plan_s": time.perf_counter() - t0, "batches": len(batches),
+                   "ahead": False}
+        with self._lock:
+            self.disk.detach()
+            if packed is None:
+                packed = open_packed(path, sig)
+                if packed is None:
+                    rec["stale"] = path.exists()
+                    buf = self.split.batch_buffers  # unused between epochs: the pack buffer
+                    self.budget.release("batch_buffers", buf)
+                    self.budget.charge("pack_buffer", buf)
+                    try:
+                        packed, st = pack_epoch(self.feature_file, self.disk.source, self._quiet_pool(), batches,
+                                                self._hot(), path, sig, buf, self.disk.staging)
+                    finally:
+                        self.budget.release("pack_buffer", buf)
+                        self.budget.charge("batch_buffers", buf)
+                    rec.update(built=True, pack_s=st["seconds"], pack_read_bytes=st["read_bytes"],
+                               file_bytes=st["file_bytes"], packed_rows=st["rows"])
+                else:
+                    rec.update(built=False, stale=False, file_bytes=path.stat().st_size,
+                               packed_rows=int(packed.counts.sum()))
+            self.disk.attach(packed)
+        assert rec is not None
+        if self._epochs_left is not None:
+            self._epochs_left -= 1
+        if self.split.pack_ahead and (self._epochs_left is None or self._epochs_left > 0):
+            t0 = time.perf_counter()
+            nxt, batches = epoch_plan(sampler, epoch + 1)
+            rec["next_plan_s"] = time.perf_counter() - t0  # drawn now: the background pass cannot sample
+            self._ahead = self._start_ahead(sampler, nxt, batches, rec["next_plan_s"])
+        self.pack_log.append(rec)
+        return rec
+
+    def _hot(self) -> np.ndarray:
+        return (self.slot_of >= 0).numpy() if isinstance(self.slot_of, torch.Tensor) else self.slot_of >= 0
+
+    def _signature(self, sampler: Any, epoch: int, batches: list[np.ndarray]) -> tuple[dict[str, Any], Path]:
+        """The packed file's signature for this plan, and its path."""
         big = max((b.size for b in batches), default=0)
         if big > self.max_batch_rows:
             raise ConfigError(f"a batch of epoch {epoch} has {big} rows, more than the {self.max_batch_rows} the "
                               "memory budget was split for; pass a larger max_batch_rows")
-        hot = self.slot_of >= 0
-        sig = {"source": self.feature_file.identity(), "plan": plan_hash(batches, np.flatnonzero(hot)),
+        sig = {"source": self.feature_file.identity(), "plan": plan_hash(batches, np.flatnonzero(self._hot())),
                "epoch": epoch, "seed": getattr(sampler, "seed", None),
                "sampler": _jsonable(sampler.signature()) if hasattr(sampler, "signature") else None}
-        path = packed_path(self.cache_dir, self.feature_file, epoch)
-        with self._lock:
-            self.disk.detach()
-            packed = open_packed(path, sig)
-            rec: dict[str, Any] = {"epoch": epoch, "path": str(path), "plan_s": plan_s, "batches": len(batches)}
-            if packed is None:
-                rec["stale"] = path.exists()
-                buf = self.split.batch_buffers  # unused between epochs: the pack buffer
-                self.budget.release("batch_buffers", buf)
-                self.budget.charge("pack_buffer", buf)
-                c = self.disk.pool.counters
-                before = (c.bytes, c.requests, c.busy_s)
-                try:
-                    packed, st = pack_epoch(self.feature_file, self.disk.source, self.disk.pool, batches, hot, path,
-                                            sig, buf, self.disk.staging)
-                finally:
-                    self.budget.release("pack_buffer", buf)
-                    self.budget.charge("batch_buffers", buf)
-                rec.update(built=True, pack_s=st["seconds"], pack_read_bytes=st["read_bytes"],
-                           file_bytes=st["file_bytes"], packed_rows=st["rows"])
-                with c._lock:  # the pool's counters are the epoch's traffic: packing is reported apart
-                    c.bytes, c.requests, c.busy_s = before
-            else:
-                rec.update(built=False, stale=False, file_bytes=path.stat().st_size,
-                           packed_rows=int(packed.counts.sum()))
-            self.disk.attach(packed)
-        self.pack_log.append(rec)
-        return rec
+        return sig, packed_path(self.cache_dir, self.feature_file, epoch)
+
+    def _quiet_pool(self) -> IOPool:
+        """The disk tier's pool, whose counters (the epoch's traffic) the packing pass leaves as
+        they were: packing is reported apart."""
+        return _UncountedPool(self.disk.pool)
+
+    def _start_ahead(self, sampler: Any, epoch: int, batches: list[np.ndarray], plan_s: float) -> _PackAhead:
+        """Write epoch ``epoch``'s packed file in a background thread (its own I/O threads,
+        buffers and staging, within ``split.pack_ahead``)."""
+        sig, path = self._signature(sampler, epoch, batches)
+        ahead = _PackAhead(epoch, _sampler_key(sampler), sig, path, plan_s, len(batches))
+        packed = open_packed(path, sig)
+        if packed is not None:  # written by an earlier run with the same plan
+            ahead.done(packed, built=False)
+            return ahead
+        if self._pack_io is None:
+            self._pack_io = (IOPool(self._queue_depth, "gnnsys-pack-io"), DiskFile(self.feature_file.path,
+                             self._io_mode), ThreadPoolExecutor(1, thread_name_prefix="gnnsys-pack"))
+        pool, src, worker = self._pack_io
+        staging_bytes = self.split.staging
+        buffer_bytes = self.split.pack_ahead - staging_bytes
+        hot = self._hot()
+
+        def run() -> tuple[Any, dict[str, Any]]:
+            staging = aligned_empty(staging_bytes)
+            return pack_epoch(self.feature_file, src, pool, batches, hot, path, sig, buffer_bytes, staging,
+                              cancel=ahead.cancelled)
+
+        ahead.future = worker.submit(run)
+        return ahead
 
     def all(self, device: Any = None) -> torch.Tensor:
         """The whole matrix (``--eval full``), read from the file when it fits the memory budget;
@@ -227,8 +304,86 @@ class OutOfCoreStore(TieredFeatureStore):
             self.disk.reset_counters()
 
     def close(self) -> None:
-        """Stop the I/O threads, close the files."""
+        """Stop a packing pass running ahead (its temporary file removed), the I/O threads,
+        close the files."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
+        if self._pack_io is not None:
+            pool, src, worker = self._pack_io
+            worker.shutdown(wait=True)
+            pool.close()
+            src.close()
+            self._pack_io = None
         self.disk.close()
+
+
+def _sampler_key(sampler: Any) -> Any:
+    """What a sampler's plan depends on besides its stream position (a plan drawn ahead is
+    used only while this stays the same)."""
+    sig = sampler.signature() if hasattr(sampler, "signature") else None
+    return (id(sampler), len(sampler), getattr(sampler, "seed", None), repr(_jsonable(sig)))
+
+
+class _UncountedPool:
+    """An ``IOPool``'s reads without its counters (the packing pass's traffic is reported apart)."""
+
+    def __init__(self, pool: IOPool) -> None:
+        self._pool, self.queue_depth = pool, pool.queue_depth
+        self.counters = type(pool.counters)()
+
+    def submit(self, *a: Any, **kw: Any) -> Any:
+        h = self._pool.submit(*a, **kw)
+        h._counters = self.counters
+        return h
+
+    def read(self, *a: Any, **kw: Any) -> None:
+        self.submit(*a, **kw).wait()
+
+
+class _PackAhead:
+    """The next epoch's packed file, being written in the background."""
+
+    def __init__(self, epoch: int, sampler_key: Any, sig: dict[str, Any], path: Path, plan_s: float,
+                 batches: int) -> None:
+        self.epoch, self.sampler_key, self.sig, self.path = epoch, sampler_key, sig, path
+        self.rec: dict[str, Any] = {"epoch": epoch, "path": str(path), "plan_s": plan_s, "batches": batches,
+                                    "ahead": True, "stale": False}
+        self.cancelled = threading.Event()
+        self.future: Future | None = None
+        self._packed: Any = None
+
+    def done(self, packed: Any, built: bool) -> None:
+        self._packed = packed
+        self.rec.update(built=built, file_bytes=self.path.stat().st_size, packed_rows=int(packed.counts.sum()))
+
+    def result(self) -> tuple[Any, dict[str, Any]]:
+        """The open packed file and its record, once written (``wait_s``: how long the epoch
+        start waited for it)."""
+        if self.future is not None:
+            t0 = time.perf_counter()
+            packed, st = self.future.result()
+            self.future = None
+            self.rec.update(built=True, pack_s=st["seconds"], pack_read_bytes=st["read_bytes"],
+                            file_bytes=st["file_bytes"], packed_rows=st["rows"], wait_s=time.perf_counter() - t0)
+            self._packed = packed
+        return self._packed, self.rec
+
+    def cancel(self) -> None:
+        """Stop the pass and close its file (a pass that finished leaves a valid file)."""
+        self.cancelled.set()
+        if self.future is not None:
+            try:
+                packed, _ = self.future.result()
+            except PackCancelled:
+                packed = None
+            except Exception:  # noqa: BLE001 - an unused pass's failure (a full disk) is not this epoch's
+                packed = None
+            self.future = None
+            if packed is not None:
+                packed.close()
+        elif self._packed is not None:
+            self._packed.close()
 
 
 def _jsonable(x: Any) -> Any:

@@ -41,6 +41,15 @@ MAGIC = b"GNNSYSPK"
 VERSION = 1
 
 
+class PackCancelled(Exception):
+    """``pack_epoch`` stopped by its ``cancel`` event (its temporary file removed)."""
+
+
+def _check(cancel: Any) -> None:
+    if cancel is not None and cancel.is_set():
+        raise PackCancelled("packing cancelled")
+
+
 def default_cache_dir() -> Path:
     """The cache folder: ``$GNNSYS_CACHE`` or ``~/.cache/gnnsys``."""
     return Path(os.environ.get("GNNSYS_CACHE") or Path.home() / ".cache" / "gnnsys")
@@ -131,7 +140,7 @@ def open_packed(path: Path, signature: dict[str, Any], io: str = "auto") -> Pack
 
 def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequence[np.ndarray], hot_mask: np.ndarray,
                path: Path, signature: dict[str, Any], buffer_bytes: int, staging: np.ndarray,
-               io: str = "auto", method: str = "auto") -> tuple[PackedFile, dict[str, Any]]:
+               io: str = "auto", method: str = "auto", cancel: Any = None) -> tuple[PackedFile, dict[str, Any]]:
     """Write the packed file of one epoch (see the module docstring) and open it.
 
     ``batches``: each batch's distinct node ids, in order; ``hot_mask[v]``: row ``v`` is in the
@@ -141,7 +150,9 @@ def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequenc
     span of the feature file sequentially, a buffer at a time, and writes each piece's rows to
     their segments (runs of consecutive rows of a segment); ``"auto"`` streams when the rows are
     dense enough in the file that sequential reads of their span cost less than random row
-    reads. Returns the file and its build statistics (seconds, bytes read and written, rows)."""
+    reads. ``cancel`` (a ``threading.Event``) stops the pass between two pieces with
+    ``PackCancelled``. Returns the file and its build statistics (seconds, bytes read and
+    written, rows)."""
     from gnnsys.storage.disk_tier import RowReader
 
     if method not in ("auto", "rows", "stream"):
@@ -187,10 +198,10 @@ def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequenc
             span = (int(distinct[-1]) - int(distinct[0]) + 1) * rb if distinct.size else 0
             method = "stream" if distinct.size * 2 * PAGE * 8 >= span else "rows"
         if method == "stream":
-            _pack_stream(fd, tmp, ff, source, pool, ids, counts, offsets, data_offset, buf, rb)
+            _pack_stream(fd, tmp, ff, source, pool, ids, counts, offsets, data_offset, buf, rb, cancel=cancel)
         else:
             _pack_windows(fd, tmp, ff, RowReader(source, pool, staging, rb), ids, counts, offsets, seg_bytes,
-                          data_offset, buf, rb)
+                          data_offset, buf, rb, cancel)
         write_at(fd, tmp, head, 0)  # the header last: a file without it never validates
     except BaseException:
         os.close(fd)
@@ -206,13 +217,15 @@ def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequenc
 
 
 def _pack_windows(fd: int, tmp: Path, ff: FeatureFile, reader: Any, ids: np.ndarray, counts: np.ndarray,
-                  offsets: np.ndarray, seg_bytes: np.ndarray, data_offset: int, buf: np.ndarray, rb: int) -> None:
+                  offsets: np.ndarray, seg_bytes: np.ndarray, data_offset: int, buf: np.ndarray, rb: int,
+                  cancel: Any = None) -> None:
     """Packing by row reads: windows of whole segments assembled in ``buf``, written in order."""
     starts = np.concatenate([[0], np.cumsum(counts)])
     k = 0
     m = counts.size
     buffer_bytes = buf.size
     while k < m:  # a window of whole segments that fits the buffer
+        _check(cancel)
         end = np.searchsorted(offsets, offsets[k] + buffer_bytes, side="right")
         end = max(int(end), k + 1)
         while end > k + 1 and offsets[end - 1] + seg_bytes[end - 1] - offsets[k] > buffer_bytes:
@@ -236,7 +249,7 @@ def _pack_windows(fd: int, tmp: Path, ff: FeatureFile, reader: Any, ids: np.ndar
 
 def _pack_stream(fd: int, tmp: Path, ff: FeatureFile, source: DiskFile, pool: IOPool, ids: np.ndarray,
                  counts: np.ndarray, offsets: np.ndarray, data_offset: int, buf: np.ndarray, rb: int,
-                 request: int = 1 << 20, sync_every: int = 256 << 20) -> None:
+                 request: int = 1 << 20, sync_every: int = 256 << 20, cancel: Any = None) -> None:
     """Packing by one sequential pass: the packed rows sorted by node id; a piece of the feature
     file read into the first half of ``buf``, its rows copied, grouped by segment, into the second
     half, and each segment's run written at its place. Written pages are synced and dropped
@@ -257,6 +270,7 @@ def _pack_stream(fd: int, tmp: Path, ff: FeatureFile, source: DiskFile, pool: IO
     a = 0
     written = 0
     while a < n:
+        _check(cancel)
         b = min(n, a + max_entries, int(np.searchsorted(sid, sid[a] + max_rows)))
         b = max(b, a + 1)
         f0 = ff.offset + int(sid[a]) * rb

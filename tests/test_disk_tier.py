@@ -18,6 +18,7 @@ from gnnsys.storage.disk_io import PAGE
 from gnnsys.storage.disk_tier import DirectDiskTier
 from gnnsys.storage.feature_file import FeatureFile, FeatureFileWriter, write_feature_file
 from gnnsys.storage.out_of_core import OutOfCoreStore
+from gnnsys.storage.packed import packed_path
 
 from gnnsys.errors import ConfigError, DataFormatError
 
@@ -395,4 +396,89 @@ def test_packed_segment_is_one_request_per_io_thread(setup):
     assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
     d = st.stats()["disk"]
     assert d["unplanned_rows"] == 0 and len(ids) <= d["requests"] <= 4 * len(ids)
+    st.close()
+
+
+def test_next_epoch_is_packed_ahead_in_the_background(setup, tmp_path):
+    """Beginning epoch e draws epoch e+1's plan and writes its packed file in a background thread
+    (buffers set aside in the budget); epoch e+1 opens that file (no pass before it) and reads
+    exactly the file's rows, its own reads the epoch's only traffic. A stream moved to another
+    epoch, or another sampler, is not served by it; expect_epochs stops it after the last
+    epoch; close() in the middle of a pass leaves no temporary file."""
+    g, x, path, s, root = setup
+    cache = tmp_path / "cache"
+    st = _store(setup, "packed", budget="3MB", cache_dir=cache)
+    b = st.stats()["budget"]
+    assert b["pack_ahead"] > 0 and b["peak"] <= b["total"] == 3_000_000
+    rows, ids = _epoch(st, s, 1)
+    r1 = st.pack_log[-1]
+    assert r1["epoch"] == 1 and not r1["ahead"] and r1["built"] and r1["next_plan_s"] >= 0
+    rows2, ids2 = _epoch(st, s, 2)
+    r2 = st.pack_log[-1]
+    assert r2["epoch"] == 2 and r2["ahead"] and r2["built"] and r2["packed_rows"] > 0
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows + rows2, ids + ids2))
+    d = st.stats()["disk"]
+    # the packed segments only (each rounded to pages), not the pass's read of the whole file
+    assert d["packed_rows"] > 0 and d["read_bytes"] <= d["needed_bytes"] + 2 * PAGE * len(s) < x.numel() * 4
+    assert st.stats()["budget"]["peak"] <= 3_000_000
+    rows5, ids5 = _epoch(st, s, 5)  # not the epoch packed ahead (3): packed before it, as without pack_ahead
+    r5 = st.pack_log[-1]
+    assert r5["epoch"] == 5 and not r5["ahead"] and r5["built"]
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows5, ids5))
+    other = SaintRandomWalkSampler(g, 60, 2, seed=4)  # epoch 6 of another seed: its own plan
+    other.set_epoch(6)
+    st.begin_epoch(other)
+    assert st.pack_log[-1]["epoch"] == 6 and not st.pack_log[-1]["ahead"]
+    assert all(torch.equal(st.gather(bb.node_ids), x[bb.node_ids]) for bb in other)
+    st.expect_epochs(1)
+    _epoch(st, s, 8)
+    assert "next_plan_s" not in st.pack_log[-1] and st._ahead is None
+    st.expect_epochs(None)
+    s.set_epoch(9)
+    st.begin_epoch(s)  # starts packing epoch 10 ...
+    st.close()  # ... and stops it
+    assert not list((cache / "packed").glob(".*tmp*"))
+    small = _store(setup, "packed", budget="1400KB", cache_dir=cache)  # no room beside one batch's buffers
+    assert small.split.pack_ahead == 0 and small.stats()["budget"]["pack_ahead"] == 0
+    _epoch(small, s, 1)
+    assert "next_plan_s" not in small.pack_log[-1]
+    small.close()
+
+
+def test_node_sets_are_the_batches_nodes_and_leave_the_cache(setup):
+    """``node_sets_at`` gives each batch's ``node_ids`` (the packed layout's plan) without taking
+    pre-sampled subgraphs out of the sampler's cache."""
+    g, x, path, s, root = setup
+    s2 = SaintRandomWalkSampler(g, 60, 2, seed=5)
+    s2.compute_normalization(2)
+    cached = sorted(s2._cache)[:3]
+    ks = cached + [10_000, 10_001]
+    sets = s2.node_sets_at(ks)
+    assert sorted(s2._cache)[:3] == cached
+    assert all(torch.equal(v, b.node_ids) for v, b in zip(sets, s2.sample_at(ks)))
+
+
+def test_a_full_disk_in_the_background_pass_is_reported_at_its_epoch(setup, tmp_path, monkeypatch):
+    """The packing pass running ahead fills the disk: the next epoch's start raises the clear
+    error, no temporary or partial file is left, and a retry packs that epoch before it."""
+    import threading
+
+    g, x, path, s, root = setup
+    st = _store(setup, "packed", budget="3MB", cache_dir=tmp_path)
+
+    def background_enospc(fd, data, offset):
+        if threading.current_thread().name.startswith("gnnsys-pack"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return disk_io.os.pwrite(fd, data, offset)
+
+    monkeypatch.setattr(disk_io, "_pwrite", background_enospc)
+    _epoch(st, s, 1)  # epoch 1 packed before it; epoch 2's pass fails in the background
+    s.set_epoch(2)
+    with pytest.raises(ConfigError, match="no space left"):
+        st.begin_epoch(s)
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "packed").iterdir()] == [packed_path(tmp_path, st.feature_file, 1).name]
+    rows, ids = _epoch(st, s, 2)
+    assert not st.pack_log[-1]["ahead"] and st.pack_log[-1]["built"]
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
     st.close()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from gnnsys.models import build_model
+from gnnsys.storage.budget import parse_bytes
 from gnnsys.storage.feature_file import write_feature_file
 
 from gnnsys.api import train
@@ -35,14 +36,15 @@ def in_memory():
     return train(TrainConfig(**KW))
 
 
-@pytest.mark.parametrize("layout", ["packed", "rows"])
-def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_path, layout):
+@pytest.mark.parametrize("layout,budget", [("packed", "8110KB"), ("rows", "8110KB"), ("packed", "8900KB")])
+def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_path, layout, budget):
     """Same losses and scores as in memory (evaluation runs layer-wise, automatically); the
-    epoch records carry bytes read and the amplification; the budget split held."""
+    epoch records carry bytes read and the amplification; the budget split held. With room
+    for it (8.9 MB), each epoch's packed file is written during the epoch before."""
     ds, path = sbm_file
     path.chmod(0o444)  # the feature file may be read-only: packed files go to the cache folder
     a = in_memory
-    b = train(TrainConfig(features="disk", feature_file=str(path), memory_budget="8110KB", disk_layout=layout,
+    b = train(TrainConfig(features="disk", feature_file=str(path), memory_budget=budget, disk_layout=layout,
                           cache_dir=str(tmp_path), **KW))
     ha, hb = a["runs"][0]["history"], b["runs"][0]["history"]
     assert [r["loss"] for r in ha] == [r["loss"] for r in hb]
@@ -54,7 +56,11 @@ def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_
         if layout == "packed":
             assert disk["amplification"] < 1.3
     fs = b["runs"][0]["feature_store"]
-    assert fs["budget"]["peak"] <= fs["budget"]["total"] == 8_110_000
+    assert fs["budget"]["peak"] <= fs["budget"]["total"] == parse_bytes(budget)
+    if layout == "packed":  # the last (stream epoch 2) file: written during the one before when the budget has room
+        last = fs["disk"]["packing"]
+        assert last["epoch"] == 2 and last["built"] and last["ahead"] == (budget == "8900KB")
+    assert (fs["budget"]["pack_ahead"] > 0) == (budget == "8900KB")
     assert list(tmp_path.glob("packed/*.packed")) if layout == "packed" else True
     assert not list(path.parent.glob("*.packed"))
     if layout == "rows":  # --eval full reads the whole file when it fits the budget
