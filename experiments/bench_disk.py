@@ -274,7 +274,7 @@ def _disk_line(st: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.num_nodes, args.avg_degree, args.dim, args.roots, args.coverage = 20_000, 10.0, 256, 200, 3.0
-        args.memory_budget = args.memory_budget if args.memory_budget != "2GB" else "12MB"
+        args.memory_budget = args.memory_budget if args.memory_budget != "2GB" else "16MB"
     budget = parse_bytes(args.memory_budget)
     limit_arenas()  # as an out-of-core run does, before any thread allocates (storage/allocator.py)
     root = Path(args.cache_dir or os.environ.get("GNNSYS_CACHE") or Path.home() / ".cache" / "gnnsys")
@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "batches": len(sampler), "sequential_GBps": seq, "base_rss": base_rss,
                            "random_4k": {str(d): r for d, r in rnd.items()},
                            "load_average": os.getloadavg()[0], "runs": {}}
-    # the quick run's 12 MB budget is too small a cgroup limit for the process's own allocations
+    # the quick run's 16 MB budget is too small a cgroup limit for the process's own allocations
     modes = args.modes or ",".join(m for m in MODES if not (args.quick and m == "memmap-budget"))
     for mode in modes.split(","):
         if mode not in MODES:
@@ -458,7 +458,7 @@ def _mean(xs: list[float]) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared by ``gnnsys bench disk``)."""
-    p.add_argument("--quick", action="store_true", help="a 20k-node graph, 256-d, a 12 MB budget: seconds")
+    p.add_argument("--quick", action="store_true", help="a 20k-node graph, 256-d, a 16 MB budget: seconds")
     add_graph_arguments(p, num_nodes=2_000_000, avg_degree=20.0, dim=768)
     p.add_argument("--coverage", type=float, default=5.0, help="pre-sampling coverage (normalization and C_v)")
     p.add_argument("--memory-budget", default="2GB", help="feature memory: cache tier + staging + batch buffers")

@@ -25,7 +25,15 @@ from gnnsys.storage.budget import MemoryBudget, batch_work_bytes, plan_budget
 from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, align_up, aligned_empty
 from gnnsys.storage.disk_tier import DEFAULT_QUEUE_DEPTH, LAYOUTS, DirectDiskTier
 from gnnsys.storage.feature_file import FeatureFile
-from gnnsys.storage.packed import PackCancelled, default_cache_dir, open_packed, pack_epoch, packed_path, plan_hash
+from gnnsys.storage.packed import (
+    PackCancelled,
+    default_cache_dir,
+    open_packed,
+    pack_epoch,
+    pack_index_bytes,
+    packed_path,
+    plan_hash,
+)
 from gnnsys.storage.tiered import TieredFeatureStore
 
 from gnnsys.errors import ConfigError
@@ -121,8 +129,14 @@ class OutOfCoreStore(TieredFeatureStore):
         split = plan_budget(memory_budget, row_bytes=ff.row_bytes, num_rows=ff.num_rows, max_batch_rows=rows,
                             batches_held=batches_held, staging=staging_bytes, max_cache_rows=max_cache_rows,
                             work_bytes=work)
-        if layout == "packed" and pack_ahead:  # the pass's read + write halves, and its own staging
-            split = split.with_pack_ahead(2 * align_up(rows * ff.row_bytes) + 2 * PAGE + split.staging)
+        self._ahead_index = 0
+        if layout == "packed" and pack_ahead and sampler is not None and hasattr(sampler, "__len__"):
+            # the pass's read + write halves and its own staging; its index arrays for a plan of
+            # len(sampler) full batches, every row of which may be packed (none in the cache tier)
+            planned = len(sampler) * rows
+            self._ahead_index = pack_index_bytes(planned, planned, ff.num_rows, split.cache_rows)
+            split = split.with_pack_ahead(2 * align_up(rows * ff.row_bytes) + 2 * PAGE + split.staging
+                                          + self._ahead_index)
         self.split = split
         self.budget = MemoryBudget(split.total)
         limit_arenas()  # freed batch memory is reused, not kept resident per thread (storage/allocator.py)
@@ -176,8 +190,11 @@ class OutOfCoreStore(TieredFeatureStore):
         ahead, self._ahead = self._ahead, None
         rec: dict[str, Any] | None = None
         packed = None
+        skipped = None
         if ahead is not None:
-            if ahead.epoch == epoch and ahead.sampler_key == _sampler_key(sampler):
+            if ahead.skipped is not None:
+                skipped = ahead.skipped
+            elif ahead.epoch == epoch and ahead.sampler_key == _sampler_key(sampler):
                 packed, rec = ahead.result()  # waits for the pass; its error (a full disk) is raised here
             else:  # the stream moved elsewhere, or the sampler changed: that plan is not this epoch's
                 ahead.cancel()
@@ -187,6 +204,8 @@ class OutOfCoreStore(TieredFeatureStore):
             sig, path = self._signature(sampler, epoch, batches)
             rec = {"epoch": epoch, "path": str(path), "plan_s": time.perf_counter() - t0, "batches": len(batches),
                    "ahead": False}
+            if skipped is not None:
+                rec["ahead_skipped"] = skipped
         with self._lock:
             self.disk.detach()
             if packed is None:
@@ -243,6 +262,12 @@ class OutOfCoreStore(TieredFeatureStore):
         buffers and staging, within ``split.pack_ahead``)."""
         sig, path = self._signature(sampler, epoch, batches)
         ahead = _PackAhead(epoch, _sampler_key(sampler), sig, path, plan_s, len(batches))
+        hot = self._hot()
+        need = pack_index_bytes(sum(b.size for b in batches), sum(int(np.count_nonzero(~hot[b])) for b in batches),
+                                self.num_nodes, int(np.count_nonzero(hot)))
+        if need > self._ahead_index:  # the pass would not fit its share of the budget: pack before the epoch
+            ahead.skip(f"its index arrays need {need} bytes, {self._ahead_index} are set aside")
+            return ahead
         packed = open_packed(path, sig)
         if packed is not None:  # written by an earlier run with the same plan
             ahead.done(packed, built=False)
@@ -252,8 +277,7 @@ class OutOfCoreStore(TieredFeatureStore):
                              self._io_mode), ThreadPoolExecutor(1, thread_name_prefix="gnnsys-pack"))
         pool, src, worker = self._pack_io
         staging_bytes = self.split.staging
-        buffer_bytes = self.split.pack_ahead - staging_bytes
-        hot = self._hot()
+        buffer_bytes = self.split.pack_ahead - staging_bytes - self._ahead_index
 
         def run() -> tuple[Any, dict[str, Any]]:
             staging = aligned_empty(staging_bytes)
@@ -352,6 +376,11 @@ class _PackAhead:
         self.cancelled = threading.Event()
         self.future: Future | None = None
         self._packed: Any = None
+        self.skipped: str | None = None
+
+    def skip(self, reason: str) -> None:
+        """Not written ahead (the epoch packs before it starts)."""
+        self.skipped = reason
 
     def done(self, packed: Any, built: bool) -> None:
         self._packed = packed

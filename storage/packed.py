@@ -138,6 +138,19 @@ def open_packed(path: Path, signature: dict[str, Any], io: str = "auto") -> Pack
     return PackedFile(path, header, counts, offsets, ids, io)
 
 
+#: Copies of the packed ids (int64) a packing pass holds at its peak (``pack_epoch`` and
+#: ``_pack_stream``: the ids, their sort order, the sorted ids, each row's segment, its
+#: destination, one temporary).
+PASS_ID_COPIES = 6
+
+
+def pack_index_bytes(planned_rows: int, packed_rows: int, num_rows: int, hot_rows: int) -> int:
+    """Memory of a packing pass besides its buffers: the plan (``planned_rows`` int64 ids), the
+    pass's copies of the ``packed_rows`` ids, a bitmap of the file's rows and the sorted hot
+    ids of the plan's hash."""
+    return 8 * int(planned_rows) + PASS_ID_COPIES * 8 * int(packed_rows) + int(num_rows) + 16 * int(hot_rows)
+
+
 def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequence[np.ndarray], hot_mask: np.ndarray,
                path: Path, signature: dict[str, Any], buffer_bytes: int, staging: np.ndarray,
                io: str = "auto", method: str = "auto", cancel: Any = None) -> tuple[PackedFile, dict[str, Any]]:
@@ -168,9 +181,9 @@ def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequenc
     seg_bytes = np.array([align_up(int(c) * rb) for c in counts], np.int64)
     offsets = np.concatenate([[0], np.cumsum(seg_bytes)[:-1]]).astype(np.int64) if segs else np.zeros(0, np.int64)
     ids = np.concatenate(segs) if segs else np.zeros(0, np.int64)
-    index = np.concatenate([counts, offsets, ids]).astype(np.int64)
+    del segs  # the pass's memory is a few copies of the ids (PASS_ID_COPIES), nothing per batch
     index_offset = PAGE
-    index_bytes = index.nbytes
+    index_bytes = 8 * (2 * counts.size + ids.size)
     data_offset = align_up(index_offset + index_bytes)
     data_bytes = int(seg_bytes.sum())
     file_size = data_offset + data_bytes
@@ -191,12 +204,17 @@ def pack_epoch(ff: FeatureFile, source: DiskFile, pool: IOPool, batches: Sequenc
     fd = create_file(tmp, file_size)  # reserves the space: a full disk fails here
     read0 = pool.counters.snapshot()["bytes"]
     try:
-        write_at(fd, tmp, index.view(np.uint8), index_offset)
+        for part, at in ((counts, 0), (offsets, counts.size), (ids, 2 * counts.size)):
+            if part.size:
+                write_at(fd, tmp, part.view(np.uint8), index_offset + 8 * at)
         buf = aligned_empty(buffer_bytes)
         if method == "auto":  # sequential reads of the rows' span vs random row reads (~8x slower per byte)
-            distinct = np.unique(ids)
-            span = (int(distinct[-1]) - int(distinct[0]) + 1) * rb if distinct.size else 0
-            method = "stream" if distinct.size * 2 * PAGE * 8 >= span else "rows"
+            mark = np.zeros(ff.num_rows, np.bool_)
+            mark[ids] = True
+            distinct = int(np.count_nonzero(mark))
+            del mark
+            span = (int(ids.max()) - int(ids.min()) + 1) * rb if ids.size else 0
+            method = "stream" if distinct * 2 * PAGE * 8 >= span else "rows"
         if method == "stream":
             _pack_stream(fd, tmp, ff, source, pool, ids, counts, offsets, data_offset, buf, rb, cancel=cancel)
         else:
@@ -261,7 +279,12 @@ def _pack_stream(fd: int, tmp: Path, ff: FeatureFile, source: DiskFile, pool: IO
     order = np.argsort(ids, kind="stable")
     sid = ids[order]
     seg_of = np.repeat(np.arange(m), counts)[order]
-    dest = data_offset + offsets[seg_of] + (order - starts[seg_of]) * rb
+    dest = starts[seg_of]  # in place: at most PASS_ID_COPIES id-sized arrays at once
+    np.subtract(order, dest, out=dest)
+    del order
+    dest *= rb
+    dest += offsets[seg_of]
+    dest += data_offset
     half = (buf.size // 2) // PAGE * PAGE
     rbuf, obuf = buf[:half], buf[half:]
     max_rows = max(1, (half - 2 * PAGE) // rb)

@@ -482,3 +482,18 @@ def test_a_full_disk_in_the_background_pass_is_reported_at_its_epoch(setup, tmp_
     assert not st.pack_log[-1]["ahead"] and st.pack_log[-1]["built"]
     assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
     st.close()
+
+
+def test_a_plan_larger_than_its_reserve_is_packed_before_its_epoch(setup, tmp_path):
+    """When the next epoch's plan needs more index memory than the budget set aside for a pass
+    running ahead, no pass starts; that epoch is packed before it begins, and says why."""
+    g, x, path, s, root = setup
+    st = _store(setup, "packed", budget="3MB", cache_dir=tmp_path)
+    st._ahead_index = 1
+    _epoch(st, s, 1)
+    assert st._ahead.skipped and st._ahead.future is None
+    rows, ids = _epoch(st, s, 2)
+    rec = st.pack_log[-1]
+    assert not rec["ahead"] and rec["built"] and "set aside" in rec["ahead_skipped"]
+    assert all(torch.equal(r, x[i]) for r, i in zip(rows, ids))
+    st.close()

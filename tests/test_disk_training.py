@@ -36,11 +36,11 @@ def in_memory():
     return train(TrainConfig(**KW))
 
 
-@pytest.mark.parametrize("layout,budget", [("packed", "8110KB"), ("rows", "8110KB"), ("packed", "8900KB")])
+@pytest.mark.parametrize("layout,budget", [("packed", "8110KB"), ("rows", "8110KB"), ("packed", "9170KB")])
 def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_path, layout, budget):
     """Same losses and scores as in memory (evaluation runs layer-wise, automatically); the
     epoch records carry bytes read and the amplification; the budget split held. With room
-    for it (8.9 MB), each epoch's packed file is written during the epoch before."""
+    for it (9.17 MB), each epoch's packed file is written during the epoch before."""
     ds, path = sbm_file
     path.chmod(0o444)  # the feature file may be read-only: packed files go to the cache folder
     a = in_memory
@@ -59,8 +59,8 @@ def test_disk_features_train_bit_identically_to_memory(sbm_file, in_memory, tmp_
     assert fs["budget"]["peak"] <= fs["budget"]["total"] == parse_bytes(budget)
     if layout == "packed":  # the last (stream epoch 2) file: written during the one before when the budget has room
         last = fs["disk"]["packing"]
-        assert last["epoch"] == 2 and last["built"] and last["ahead"] == (budget == "8900KB")
-    assert (fs["budget"]["pack_ahead"] > 0) == (budget == "8900KB")
+        assert last["epoch"] == 2 and last["built"] and last["ahead"] == (budget == "9170KB")
+    assert (fs["budget"]["pack_ahead"] > 0) == (budget == "9170KB")
     assert list(tmp_path.glob("packed/*.packed")) if layout == "packed" else True
     assert not list(path.parent.glob("*.packed"))
     if layout == "rows":  # --eval full reads the whole file when it fits the budget
