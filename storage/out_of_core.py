@@ -37,6 +37,10 @@ from gnnsys.storage.packed import (
 from gnnsys.storage.tiered import TieredFeatureStore
 
 from gnnsys.errors import ConfigError
+from gnnsys.threads import lower_priority
+
+#: Nice steps of the thread that packs the next epoch during the current one.
+PACK_NICE = 19
 
 #: Static policies the packed layout can use (its cold sets are fixed when the file is written).
 STATIC_POLICIES = ("static-saint", "static-degree", "static-pagerank")
@@ -273,8 +277,12 @@ class OutOfCoreStore(TieredFeatureStore):
             ahead.done(packed, built=False)
             return ahead
         if self._pack_io is None:
+            # the pass runs at the lowest priority: on a machine whose every core runs the
+            # model's threads it takes only the time they leave (an OpenMP region waits for its
+            # slowest thread, so a preempted model thread costs both cores)
             self._pack_io = (IOPool(self._queue_depth, "gnnsys-pack-io"), DiskFile(self.feature_file.path,
-                             self._io_mode), ThreadPoolExecutor(1, thread_name_prefix="gnnsys-pack"))
+                             self._io_mode), ThreadPoolExecutor(1, thread_name_prefix="gnnsys-pack",
+                                                                initializer=lower_priority, initargs=(PACK_NICE,)))
         pool, src, worker = self._pack_io
         staging_bytes = self.split.staging
         buffer_bytes = self.split.pack_ahead - staging_bytes - self._ahead_index
