@@ -182,7 +182,12 @@ def _run_once(dataset: Dataset, cfg: TrainConfig, split: dict[str, torch.Tensor]
     initialize(model, dataset, cfg)
     loader = make_loader(dataset, cfg, split, stats)
     dataset = with_feature_store(dataset, cfg, split, loader)
-    hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split, checkpoint=checkpoint)
+    try:
+        hist = BackpropTrainer(cfg).fit(model, dataset, loader=loader, split=split, checkpoint=checkpoint)
+    except BaseException:
+        if cfg.features == "disk":  # stop the I/O threads and a packing pass running ahead
+            dataset.features.close()
+        raise
     out = hist.to_dict()
     if cfg.features != "memory" and dataset.features is not None:
         out["feature_store"] = dataset.features.stats()
