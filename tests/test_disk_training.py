@@ -128,3 +128,24 @@ def test_a_consumed_batch_is_freed_before_its_group_ends(sbm_file):
     second = next(it)  # same group
     assert ref() is None and second is not None
     assert sum(1 for _ in it) == len(s) - 2
+
+
+def test_a_failed_run_closes_its_out_of_core_store(sbm_file, tmp_path, monkeypatch):
+    """Training that raises stops the store's threads (and a packing pass running ahead)."""
+    from gnnsys.storage.out_of_core import OutOfCoreStore
+
+    from gnnsys.trainers.backprop import BackpropTrainer
+
+    ds, path = sbm_file
+    closed = []
+    real_close = OutOfCoreStore.close
+    monkeypatch.setattr(OutOfCoreStore, "close", lambda self: (closed.append(self), real_close(self))[1])
+
+    def boom(self, *a, **kw):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setattr(BackpropTrainer, "fit", boom)
+    with pytest.raises(RuntimeError, match="diverged"):
+        train(TrainConfig(features="disk", feature_file=str(path), memory_budget="9170KB", cache_dir=str(tmp_path),
+                          **KW))
+    assert len(closed) == 1
