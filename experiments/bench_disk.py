@@ -15,7 +15,10 @@ initial weights over the same batches:
   ``--memmap-budget-seconds`` and its epoch time is extrapolated from the steps it finished
   (``epoch_estimate_s``; the time it ran is a lower bound);
 - ``rows``: the store's own ``O_DIRECT`` reads in the plain row layout (sorted, merged pages);
-- ``packed``: DiskGNN's packed layout, one packed file per epoch written from the epoch's plan.
+- ``packed``: DiskGNN's packed layout, one packed file per epoch written from the epoch's plan:
+  the first epoch's before it (reported apart as its packing), every later one's during the
+  epoch before (``OutOfCoreStore(pack_ahead=True)``). Every epoch, the last included, also
+  plans and packs the next one, so each measures the steady state of a longer run.
 
 The three disk configurations hold a static cache tier (``--policy``, default GraphSAINT's
 ``C_v``) sized by ``--memory-budget`` (cache + staging + batch buffers). Per configuration and
