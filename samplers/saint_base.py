@@ -225,14 +225,15 @@ class SaintSampler(IterableDataset):
         """The raw draws of subgraph ``k`` (for tests of the sampling distribution)."""
         return torch.as_tensor(self._draw_group([self._generator(k)])[0])
 
-    def _raw(self, ks: Sequence[int], csr: bool = True) -> list[Induced]:
+    def _raw(self, ks: Sequence[int], csr: bool = True, take: bool = True) -> list[Induced]:
         """Induced subgraphs ``ks`` of the stream: (global node ids, local edge_index in CSR
         order of the targets, global edge ids, row pointer; ``csr=False``: possibly edges in
-        any order and no row pointer, for counting only)."""
+        any order and no row pointer, for counting only). Pre-sampled subgraphs come from the
+        cache, which gives them up unless ``take=False``."""
         out: dict[int, Induced] = {}
         todo = []
         for k in ks:
-            hit = self._cache.pop(k, None)
+            hit = self._cache.pop(k, None) if take else self._cache.get(k)
             if hit is not None:
                 out[k] = hit
             else:
@@ -307,13 +308,7 @@ class SaintSampler(IterableDataset):
         """The node ids of subgraphs ``ks`` (each batch's ``node_ids``), without building the
         batches and without taking pre-sampled subgraphs out of the cache (an out-of-core
         store plans an epoch's reads with them before the epoch draws its batches)."""
-        ks = list(ks)
-        out: dict[int, torch.Tensor] = {k: self._cache[k][0] for k in ks if k in self._cache}
-        todo = [k for k in ks if k not in out]
-        if todo:
-            for k, (nodes, _, _, _) in zip(todo, self._induce_indices(todo, csr=False)):
-                out[k] = nodes if self._node_map is None else self._node_map[nodes]
-        return [out[k] for k in ks]
+        return [raw[0] for raw in self._raw(ks, csr=False, take=False)]
 
     def sample_at(self, ks: Sequence[int]) -> list[SaintMiniBatch]:
         """Mini-batches for stream indices ``ks``."""

@@ -26,7 +26,6 @@ from gnnsys.storage.disk_io import PAGE, DiskFile, IOPool, align_up, aligned_emp
 from gnnsys.storage.disk_tier import DEFAULT_QUEUE_DEPTH, LAYOUTS, DirectDiskTier
 from gnnsys.storage.feature_file import FeatureFile
 from gnnsys.storage.packed import (
-    PackCancelled,
     default_cache_dir,
     open_packed,
     pack_epoch,
@@ -60,12 +59,17 @@ def batch_row_bound(sampler: Any) -> int | None:
     return None
 
 
+def stream_epoch(sampler: Any) -> int:
+    """The epoch the sampler's stream points at."""
+    return sampler._pos // len(sampler)
+
+
 def epoch_plan(sampler: Any, epoch: int | None = None) -> tuple[int, list[np.ndarray]]:
     """``(epoch, node ids of every batch)`` of the sampler's epoch ``epoch`` (default: the one its
     stream points at), sampled by index (the sampler's stream does not move)."""
     n = len(sampler)
     if epoch is None:
-        epoch = sampler._pos // n
+        epoch = stream_epoch(sampler)
     start = epoch * n
     ks = list(range(start, start + n))
     g = max(1, int(getattr(sampler, "group_size", 8)))
@@ -190,7 +194,7 @@ class OutOfCoreStore(TieredFeatureStore):
         if not hasattr(sampler, "sample_at"):
             raise ConfigError("the packed layout plans each epoch from a sampler that is deterministic per batch "
                               f"index (GraphSAINT); {type(source).__name__} is not one: use layout='rows'")
-        epoch = sampler._pos // len(sampler)
+        epoch = stream_epoch(sampler)
         ahead, self._ahead = self._ahead, None
         rec: dict[str, Any] | None = None
         packed = None
@@ -220,8 +224,8 @@ class OutOfCoreStore(TieredFeatureStore):
                     self.budget.release("batch_buffers", buf)
                     self.budget.charge("pack_buffer", buf)
                     try:
-                        packed, st = pack_epoch(self.feature_file, self.disk.source, self._quiet_pool(), batches,
-                                                self._hot(), path, sig, buf, self.disk.staging)
+                        packed, st = pack_epoch(self.feature_file, self.disk.source, self._pack_resources()[0],
+                                                batches, self._hot(), path, sig, buf, self.disk.staging)
                     finally:
                         self.budget.release("pack_buffer", buf)
                         self.budget.charge("batch_buffers", buf)
@@ -243,7 +247,7 @@ class OutOfCoreStore(TieredFeatureStore):
         return rec
 
     def _hot(self) -> np.ndarray:
-        return (self.slot_of >= 0).numpy() if isinstance(self.slot_of, torch.Tensor) else self.slot_of >= 0
+        return self.slot_of >= 0
 
     def _signature(self, sampler: Any, epoch: int, batches: list[np.ndarray]) -> tuple[dict[str, Any], Path]:
         """The packed file's signature for this plan, and its path."""
@@ -256,10 +260,18 @@ class OutOfCoreStore(TieredFeatureStore):
                "sampler": _jsonable(sampler.signature()) if hasattr(sampler, "signature") else None}
         return sig, packed_path(self.cache_dir, self.feature_file, epoch)
 
-    def _quiet_pool(self) -> IOPool:
-        """The disk tier's pool, whose counters (the epoch's traffic) the packing pass leaves as
-        they were: packing is reported apart."""
-        return _UncountedPool(self.disk.pool)
+    def _pack_resources(self) -> tuple[IOPool, DiskFile, ThreadPoolExecutor]:
+        """The packing passes' I/O threads (their own counters: the disk tier's count the
+        epochs' traffic, packing is reported apart), the feature file opened for them, and the
+        thread a pass runs in ahead of its epoch."""
+        if self._pack_io is None:
+            # the pass ahead runs at the lowest priority: on a machine whose every core runs the
+            # model's threads it takes only the time they leave (an OpenMP region waits for its
+            # slowest thread, so a preempted model thread costs both cores)
+            self._pack_io = (IOPool(self._queue_depth, "gnnsys-pack-io"), DiskFile(self.feature_file.path,
+                             self._io_mode), ThreadPoolExecutor(1, thread_name_prefix="gnnsys-pack",
+                                                                initializer=lower_priority, initargs=(PACK_NICE,)))
+        return self._pack_io
 
     def _start_ahead(self, sampler: Any, epoch: int, batches: list[np.ndarray], plan_s: float) -> _PackAhead:
         """Write epoch ``epoch``'s packed file in a background thread (its own I/O threads,
@@ -276,14 +288,7 @@ class OutOfCoreStore(TieredFeatureStore):
         if packed is not None:  # written by an earlier run with the same plan
             ahead.done(packed, built=False)
             return ahead
-        if self._pack_io is None:
-            # the pass runs at the lowest priority: on a machine whose every core runs the
-            # model's threads it takes only the time they leave (an OpenMP region waits for its
-            # slowest thread, so a preempted model thread costs both cores)
-            self._pack_io = (IOPool(self._queue_depth, "gnnsys-pack-io"), DiskFile(self.feature_file.path,
-                             self._io_mode), ThreadPoolExecutor(1, thread_name_prefix="gnnsys-pack",
-                                                                initializer=lower_priority, initargs=(PACK_NICE,)))
-        pool, src, worker = self._pack_io
+        pool, src, worker = self._pack_resources()
         staging_bytes = self.split.staging
         buffer_bytes = self.split.pack_ahead - staging_bytes - self._ahead_index
 
@@ -357,22 +362,6 @@ def _sampler_key(sampler: Any) -> Any:
     return (id(sampler), len(sampler), getattr(sampler, "seed", None), repr(_jsonable(sig)))
 
 
-class _UncountedPool:
-    """An ``IOPool``'s reads without its counters (the packing pass's traffic is reported apart)."""
-
-    def __init__(self, pool: IOPool) -> None:
-        self._pool, self.queue_depth = pool, pool.queue_depth
-        self.counters = type(pool.counters)()
-
-    def submit(self, *a: Any, **kw: Any) -> Any:
-        h = self._pool.submit(*a, **kw)
-        h._counters = self.counters
-        return h
-
-    def read(self, *a: Any, **kw: Any) -> None:
-        self.submit(*a, **kw).wait()
-
-
 class _PackAhead:
     """The next epoch's packed file, being written in the background."""
 
@@ -412,9 +401,7 @@ class _PackAhead:
         if self.future is not None:
             try:
                 packed, _ = self.future.result()
-            except PackCancelled:
-                packed = None
-            except Exception:  # noqa: BLE001 - an unused pass's failure (a full disk) is not this epoch's
+            except Exception:  # noqa: BLE001 - PackCancelled, or an unused pass's failure (a full disk)
                 packed = None
             self.future = None
             if packed is not None:
