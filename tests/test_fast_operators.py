@@ -110,12 +110,21 @@ def test_symmetric_operator_is_its_own_transpose_and_others_are_transposed():
     torch.testing.assert_close(t.to_dense(), mean.to_dense().t())
 
 
-def test_spmm_threads_split_rows_identically():
+@pytest.mark.parametrize("kernel", ["numba", "mkl"])
+@pytest.mark.parametrize("width", [10, 64, 128])
+def test_spmm_threads_split_rows_identically(kernel, width, monkeypatch):
+    """Both CPU kernels (numba, rows split over threads, prefetching ahead; MKL's, which
+    ``spmm_cpu`` picks for narrow inputs) equal the dense product, whatever the thread count."""
+    import gnnsys.sparse as sparse
+
+    if kernel == "mkl" and not torch.backends.mkl.is_available():
+        pytest.skip("torch without MKL")
+    monkeypatch.setattr(sparse, "SPMM_MKL_MAX_COLUMNS", 0 if kernel == "numba" else 1 << 20)
     n = 3000
     ei = _graph(n, 60000, False, seed=5, isolated=50)
     crow, col, _ = _row_sorted(ei, n)
     op = csr_operator(crow, col, n, None, "mean")
-    x = torch.randn(n, 64)
+    x = torch.randn(n, width)
     prev = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
