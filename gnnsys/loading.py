@@ -42,6 +42,7 @@ from gnnsys.batch import MiniBatch
 from gnnsys.dataset import Dataset
 from gnnsys.errors import ConfigError
 from gnnsys.storage import FeatureStore, InMemoryFeatureStore
+from gnnsys.storage.allocator import keep_freed_memory
 from gnnsys.threads import background, usable_cores
 
 
@@ -273,6 +274,7 @@ class LoadingPipeline:
         self.prefetch = prefetch
         fetch.single_threaded = prefetch > 0
         self.last_epoch_stats: dict[str, Any] = {}
+        keep_freed_memory()  # steps reuse freed blocks instead of faulting pages in again
 
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
