@@ -210,23 +210,27 @@ import resource, sys, torch
 from gnnsys.loading import LoadingPipeline
 from gnnsys.storage.allocator import allocator_state
 LoadingPipeline([])  # a training run's pipeline sets the allocator up
-faults = []
-for i in range(12):  # a step's pattern: a few blocks of MBs alive together, then freed
-    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    blocks = [torch.ones(2 << 20) for _ in range(3)]  # 3 x 8 MB
-    del blocks
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
-print(allocator_state()["keep_freed_memory"], max(faults[2:]))
+worst = 0
+for blocks in ([1 << 20] * 6, [(1 << 20) + 4096 * j for j in range(6)], [2 << 20] * 3):  # 24 MB a step
+    for i in range(12):  # a step's pattern: a few blocks of MBs alive together, then freed
+        r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        alive = [torch.ones(n) for n in blocks]
+        del alive
+        if i >= 4:  # after the first steps of each pattern
+            worst = max(worst, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
+print(allocator_state()["keep_freed_memory"], worst)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 @pytest.mark.parametrize("keep", [True, False])
 def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in(keep):
-    """With the pipeline's allocator setting, blocks freed by one step are reused by the next
-    (no page faults after the first steps); with it turned off (``GNNSYS_KEEP_FREED_MEMORY=0``)
-    glibc hands the heap's free top back and every step faults its 24 MB in again (6,144 pages
-    of 4 KiB)."""
+    """With the pipeline's allocator setting, blocks freed by one step are reused by the next:
+    after the first steps of three step-like patterns (24 MB alive, then freed) no step faults
+    pages in. glibc's defaults hand the heap's free top back after a step in most processes
+    (6,112 faults a step for 6 x 4 MB), but not in all (an allocation that lands above the
+    blocks pins the top), so the switch's off state (``GNNSYS_KEEP_FREED_MEMORY=0``) is checked
+    by what is in force, not by a fault count."""
     env = {**os.environ, "GNNSYS_KEEP_FREED_MEMORY": "1" if keep else "0", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
@@ -234,5 +238,3 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in(keep):
     assert kept is keep
     if keep:
         assert worst < 200
-    else:
-        assert worst > 3000
