@@ -228,8 +228,9 @@ def _spmm_splits(op: torch.Tensor, parts: int) -> list[int]:
 
 
 def spmm_cpu(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``op @ x`` for a CPU CSR operator and a dense matrix by the numba kernel, rows split
-    over ``torch.get_num_threads()`` threads (no autograd)."""
+    """``op @ x`` for a CPU CSR operator and a dense matrix (no autograd): by MKL's kernel for at
+    most ``SPMM_MKL_MAX_COLUMNS`` columns, else by the numba kernel, rows split over
+    ``torch.get_num_threads()`` threads."""
     from gnnsys.sparse_kernels import spmm_rows
 
     x = x.contiguous()
@@ -258,7 +259,7 @@ def spmm_cpu(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class _CSRMatmul(torch.autograd.Function):
     """``op @ x`` whose backward multiplies by the operator's cached transpose: torch's own
     backward of ``sparse.mm`` re-sorts the transpose on every call. On CPU both products run
-    the numba kernel."""
+    ``spmm_cpu``."""
 
     @staticmethod
     def forward(ctx, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

@@ -229,11 +229,9 @@ class OutOfCoreStore(TieredFeatureStore):
                     finally:
                         self.budget.release("pack_buffer", buf)
                         self.budget.charge("batch_buffers", buf)
-                    rec.update(built=True, pack_s=st["seconds"], pack_read_bytes=st["read_bytes"],
-                               file_bytes=st["file_bytes"], packed_rows=st["rows"])
+                    rec.update(_built_record(st))
                 else:
-                    rec.update(built=False, stale=False, file_bytes=path.stat().st_size,
-                               packed_rows=int(packed.counts.sum()))
+                    rec.update(_reused_record(packed, path), stale=False)
             self.disk.attach(packed)
         assert rec is not None
         if self._epochs_left is not None:
@@ -286,7 +284,7 @@ class OutOfCoreStore(TieredFeatureStore):
             return ahead
         packed = open_packed(path, sig)
         if packed is not None:  # written by an earlier run with the same plan
-            ahead.done(packed, built=False)
+            ahead.reused(packed)
             return ahead
         pool, src, worker = self._pack_resources()
         staging_bytes = self.split.staging
@@ -355,6 +353,17 @@ class OutOfCoreStore(TieredFeatureStore):
         self.disk.close()
 
 
+def _built_record(st: dict[str, Any]) -> dict[str, Any]:
+    """A pack-log entry's fields for a file a pass wrote (``st``: ``pack_epoch``'s statistics)."""
+    return {"built": True, "pack_s": st["seconds"], "pack_read_bytes": st["read_bytes"],
+            "file_bytes": st["file_bytes"], "packed_rows": st["rows"]}
+
+
+def _reused_record(packed: Any, path: Path) -> dict[str, Any]:
+    """A pack-log entry's fields for a valid file found on disk."""
+    return {"built": False, "file_bytes": path.stat().st_size, "packed_rows": int(packed.counts.sum())}
+
+
 def _sampler_key(sampler: Any) -> Any:
     """What a sampler's plan depends on besides its stream position (a plan drawn ahead is
     used only while this stays the same)."""
@@ -379,9 +388,10 @@ class _PackAhead:
         """Not written ahead (the epoch packs before it starts)."""
         self.skipped = reason
 
-    def done(self, packed: Any, built: bool) -> None:
+    def reused(self, packed: Any) -> None:
+        """A valid file of this plan was there already."""
         self._packed = packed
-        self.rec.update(built=built, file_bytes=self.path.stat().st_size, packed_rows=int(packed.counts.sum()))
+        self.rec.update(_reused_record(packed, self.path))
 
     def result(self) -> tuple[Any, dict[str, Any]]:
         """The open packed file and its record, once written (``wait_s``: how long the epoch
@@ -390,8 +400,7 @@ class _PackAhead:
             t0 = time.perf_counter()
             packed, st = self.future.result()
             self.future = None
-            self.rec.update(built=True, pack_s=st["seconds"], pack_read_bytes=st["read_bytes"],
-                            file_bytes=st["file_bytes"], packed_rows=st["rows"], wait_s=time.perf_counter() - t0)
+            self.rec.update(_built_record(st), wait_s=time.perf_counter() - t0)
             self._packed = packed
         return self._packed, self.rec
 
