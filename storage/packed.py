@@ -271,7 +271,11 @@ def _pack_stream(fd: int, tmp: Path, ff: FeatureFile, source: DiskFile, pool: IO
     """Packing by one sequential pass: the packed rows sorted by node id; a piece of the feature
     file read into the first half of ``buf``, its rows copied, grouped by segment, into the second
     half, and each segment's run written at its place. Written pages are synced and dropped
-    every ``sync_every`` bytes (the page cache holds little of the packed file)."""
+    every ``sync_every`` bytes (the page cache holds little of the packed file).
+
+    Once a piece's rows are copied out, the read half is free: the next piece's read is started
+    before this piece is written and synced, so the disk reads while the pass writes (the
+    writes and their syncs were a third of a pass that waited for each in turn)."""
     from gnnsys.storage.disk_tier import copy_bytes
 
     m = counts.size
@@ -290,32 +294,47 @@ def _pack_stream(fd: int, tmp: Path, ff: FeatureFile, source: DiskFile, pool: IO
     max_rows = max(1, (half - 2 * PAGE) // rb)
     max_entries = max(1, obuf.size // rb)
     n = sid.size
-    a = 0
-    written = 0
-    while a < n:
-        _check(cancel)
-        b = min(n, a + max_entries, int(np.searchsorted(sid, sid[a] + max_rows)))
-        b = max(b, a + 1)
+
+    def start(a: int) -> tuple[int, int, int, Any]:
+        """Start reading the piece of rows ``sid[a:b]`` into ``rbuf``: ``(b, f0, p0, handle)``."""
+        b = max(a + 1, min(n, a + max_entries, int(np.searchsorted(sid, sid[a] + max_rows))))
         f0 = ff.offset + int(sid[a]) * rb
         f1 = ff.offset + (int(sid[b - 1]) + 1) * rb
         p0, p1 = f0 - f0 % PAGE, align_up(f1)
         offs = np.arange(p0, p1, request, dtype=np.int64)
         lens = np.minimum(request, p1 - offs)
-        need = np.minimum(lens, f1 - offs)
-        pool.read(source, offs, lens, rbuf, offs - p0, need)
-        seg = seg_of[a:b]
-        o = np.argsort(seg, kind="stable")  # by segment, then by id: each segment's rows are one run
-        copy_bytes(obuf, np.arange(b - a, dtype=np.int64) * rb, rbuf, (f0 - p0) + (sid[a:b][o] - sid[a]) * rb, rb)
-        cuts = np.concatenate([[0], np.flatnonzero(np.diff(seg[o])) + 1, [b - a]])
-        d = dest[a:b][o]
-        for s0, s1 in zip(cuts[:-1], cuts[1:]):  # one write per segment with rows in this piece
-            write_at(fd, tmp, obuf[s0 * rb:s1 * rb], int(d[s0]))
-        written += (b - a) * rb
-        if written >= sync_every:
-            os.fdatasync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            written = 0
-        a = b
+        return b, f0, p0, pool.submit(source, offs, lens, rbuf, offs - p0, np.minimum(lens, f1 - offs))
+
+    a = 0
+    written = 0
+    pending = start(0) if n else None
+    try:
+        while pending is not None:
+            b, f0, p0, handle = pending
+            pending = None
+            handle.wait()
+            seg = seg_of[a:b]
+            o = np.argsort(seg, kind="stable")  # by segment, then by id: each segment's rows are one run
+            copy_bytes(obuf, np.arange(b - a, dtype=np.int64) * rb, rbuf, (f0 - p0) + (sid[a:b][o] - sid[a]) * rb, rb)
+            _check(cancel)
+            if b < n:
+                pending = start(b)  # rbuf is free again: the next read overlaps this piece's writes
+            cuts = np.concatenate([[0], np.flatnonzero(np.diff(seg[o])) + 1, [b - a]])
+            d = dest[a:b][o]
+            for s0, s1 in zip(cuts[:-1], cuts[1:]):  # one write per segment with rows in this piece
+                write_at(fd, tmp, obuf[s0 * rb:s1 * rb], int(d[s0]))
+            written += (b - a) * rb
+            if written >= sync_every:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                written = 0
+            a = b
+    finally:
+        if pending is not None:  # an error or a cancel: no read may still write into the buffer
+            try:
+                pending[3].wait()
+            except Exception:  # noqa: BLE001 - the error being raised is the one to report
+                pass
 
 
 def _copy_within(out: np.ndarray, src: np.ndarray, dst: np.ndarray, rb: int) -> None:
