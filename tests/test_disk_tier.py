@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import time
 
 import numpy as np
 import pytest
@@ -277,6 +278,63 @@ def test_stream_and_row_packing_write_the_same_file(setup, tmp_path):
         first = pk.segment_ids(0)
         assert np.array_equal(rows[:first.size * 96].reshape(-1, 96), x[torch.from_numpy(first)].numpy())
     assert files["rows"] == files["stream"] or _same_rows(files, pk, batches, hot)
+    st.close()
+
+
+def test_a_failed_write_in_the_stream_pass_leaves_no_read_in_flight(setup, tmp_path, monkeypatch):
+    """The stream pass reads its next piece while it writes the current one: a write that fails
+    (a full disk) raises the clear error only after that read is done (nothing may still write
+    into the pass's buffer), and no temporary file is left. Without the failure, the overlapped
+    pass writes the rows of every segment."""
+    from gnnsys.storage.out_of_core import epoch_plan
+    from gnnsys.storage.packed import pack_epoch
+
+    g, x, path, s, root = setup
+    st = _store(setup, "rows")
+    _, batches = epoch_plan(s, 2)
+    hot = st.slot_of >= 0
+    pool = st.disk.pool
+    handles = []
+    submit = pool.submit
+
+    def recording_submit(*a, **k):
+        h = submit(*a, **k)
+        handles.append(h)
+        return h
+
+    monkeypatch.setattr(pool, "submit", recording_submit)
+    pk, stats = pack_epoch(st.feature_file, st.disk.source, pool, batches, hot, tmp_path / "ok.packed", {"m": 1},
+                           64 * 1024, st.disk.staging, method="stream")
+    assert len(handles) > 2  # many pieces: the overlap was exercised
+    for k in range(pk.num_segments):
+        ids = pk.segment_ids(k)
+        got = np.fromfile(pk.path, np.float32, count=ids.size * 96, offset=pk.segment_offset(k)).reshape(-1, 96)
+        assert np.array_equal(got, x[torch.from_numpy(ids)].numpy())
+    pk.close()
+
+    handles.clear()
+    writes = [0]
+    real = disk_io._pwrite
+
+    def enospc_on_the_third_data_write(fd, data, offset):
+        writes[0] += 1
+        if writes[0] == 3 + 3:  # after the index's three writes (the header is written last)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(disk_io, "_pwrite", enospc_on_the_third_data_write)
+    run = pool._run
+
+    def slow_run(*a, **k):  # the read in flight when the write fails is still going
+        time.sleep(0.2)
+        return run(*a, **k)
+
+    monkeypatch.setattr(pool, "_run", slow_run)
+    with pytest.raises(ConfigError, match="no space left"):
+        pack_epoch(st.feature_file, st.disk.source, pool, batches, hot, tmp_path / "full.packed", {"m": 1},
+                   64 * 1024, st.disk.staging, method="stream")
+    assert handles and all(h.done() for h in handles)
+    assert not list(tmp_path.glob(".full.packed*")) and not (tmp_path / "full.packed").exists()
     st.close()
 
 
