@@ -338,6 +338,25 @@ def test_a_failed_write_in_the_stream_pass_leaves_no_read_in_flight(setup, tmp_p
     st.close()
 
 
+@pytest.mark.parametrize("row_bytes,shift", [(384, 0), (3072, 0), (12, 0), (16, 4), (24, 1)])
+def test_copy_bytes_equals_a_numpy_copy_aligned_or_not(row_bytes, shift):
+    """Rows copied between flat byte buffers: the word path (8-byte aligned rows, offsets and
+    buffers) and the byte path (anything else) both equal numpy's copy, rows in any order."""
+    from gnnsys.storage.disk_tier import copy_bytes
+
+    rng = np.random.default_rng(row_bytes + shift)
+    n = 50
+    buf = np.frombuffer(rng.bytes(n * row_bytes + 64), np.uint8).copy()
+    src = shift + rng.permutation(n).astype(np.int64) * row_bytes
+    dst = shift + np.arange(n, dtype=np.int64)[::-1].copy() * row_bytes
+    out = np.zeros(n * row_bytes + 64, np.uint8)
+    copy_bytes(out, dst, buf, src, row_bytes)
+    want = np.zeros_like(out)
+    for d, s_ in zip(dst, src):
+        want[d:d + row_bytes] = buf[s_:s_ + row_bytes]
+    assert np.array_equal(out, want)
+
+
 def _same_rows(files, pk, batches, hot):
     """Equal except the padding between segments (never read)."""
     a, b = (np.frombuffer(files[m], np.uint8) for m in ("rows", "stream"))
