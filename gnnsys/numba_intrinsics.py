@@ -47,20 +47,3 @@ def prefetch(typingctx, arr, i):
 
     return sig, codegen
 
-
-
-@intrinsic
-def prefetch_at(typingctx, arr, i, j):
-    """Prefetch the cache line of ``arr[i, j]`` (a 2-D array, any strides)."""
-    if not isinstance(arr, types.Array) or arr.ndim != 2 or not isinstance(i, types.Integer) \
-            or not isinstance(j, types.Integer):
-        return None
-    sig = types.void(arr, i, j)
-
-    def codegen(context, builder, signature, args):
-        idx = [context.cast(builder, args[1], signature.args[1], types.intp),
-               context.cast(builder, args[2], signature.args[2], types.intp)]
-        _emit_prefetch(context, builder, signature.args[0], args[0], idx)
-        return context.get_dummy_value()
-
-    return sig, codegen

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gnnsys.numba_intrinsics import prefetch, prefetch_at
+from gnnsys.numba_intrinsics import prefetch
 
 _LOW32 = (1 << 32) - 1
 _AHEAD = 16  # admissions ahead whose map lines are asked for (gnnsys.numba_intrinsics.prefetch)
@@ -66,35 +66,15 @@ def distinct_in_range(ids: np.ndarray, mark: np.ndarray, stamp: int) -> tuple[np
     return uniq[:k], True
 
 
-#: Rows ahead whose lines the row copies ask for (the rows sit at random places of matrices
-#: much larger than the cache: without it each row's first line is a miss waited for in turn).
-_ROWS_AHEAD = 4
-
-
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _prefetch_row(a: np.ndarray, row: int, d: int, step: int) -> None:
-    for k in range(0, d, step):
-        prefetch_at(a, row, k)
-
-
 @njit(cache=True, nogil=True, boundscheck=False)
 def gather_two_tiers(out: np.ndarray, cache: np.ndarray, host: np.ndarray, ids: np.ndarray,
                      slots: np.ndarray) -> int:
     """``out[i] = cache[slots[i]]`` where ``slots[i] >= 0``, else ``host[ids[i]]``; returns the
     number of rows taken from ``cache``. Arrays are bit views (integer dtypes of the rows' item
-    size), so the copy is exact for every float, NaN payloads included. Every line of the row
-    ``_ROWS_AHEAD`` on is asked for ahead."""
+    size), so the copy is exact for every float, NaN payloads included."""
     d = out.shape[1]
-    n = ids.shape[0]
-    step = max(1, 64 // out.itemsize)
     hits = 0
-    for i in range(n):
-        if i + _ROWS_AHEAD < n:
-            s2 = slots[i + _ROWS_AHEAD]
-            if s2 >= 0:
-                _prefetch_row(cache, s2, d, step)
-            else:
-                _prefetch_row(host, ids[i + _ROWS_AHEAD], d, step)
+    for i in range(ids.shape[0]):
         s = slots[i]
         if s >= 0:
             src = cache[s]
@@ -109,14 +89,9 @@ def gather_two_tiers(out: np.ndarray, cache: np.ndarray, host: np.ndarray, ids: 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def copy_rows(out: np.ndarray, src: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> None:
-    """``out[positions[i]] = src[rows[i]]`` (bit views, as ``gather_two_tiers``; the source row
-    ``_ROWS_AHEAD`` on asked for ahead)."""
+    """``out[positions[i]] = src[rows[i]]`` (bit views, as ``gather_two_tiers``)."""
     d = out.shape[1]
-    n = rows.shape[0]
-    step = max(1, 64 // out.itemsize)
-    for i in range(n):
-        if i + _ROWS_AHEAD < n:
-            _prefetch_row(src, rows[i + _ROWS_AHEAD], d, step)
+    for i in range(rows.shape[0]):
         a = src[rows[i]]
         o = out[positions[i]]
         for j in range(d):

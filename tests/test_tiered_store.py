@@ -352,22 +352,3 @@ def test_belady_refuses_gathers_off_its_trace():
     store.gather(batches[0])
     with pytest.raises(ConfigError, match="different from batch 1 of the recorded trace"):
         store.gather(batches[2])
-
-
-def test_row_copy_kernels_equal_numpy_on_strided_rows():
-    """``copy_rows`` and ``gather_two_tiers`` (which ask for the rows ahead through the 2-D
-    prefetch) copy exactly numpy's rows, also from matrices whose rows are strided views."""
-    import numpy as np
-    from gnnsys.storage import kernels
-
-    x = torch.randn(500, 64)[:, ::2]  # strided rows
-    xb = x.view(torch.int32).numpy()
-    assert not xb.flags["C_CONTIGUOUS"]
-    ids = np.random.default_rng(0).integers(0, 500, 200)
-    out = np.empty((200, 32), np.int32)
-    kernels.copy_rows(out, xb, ids, np.arange(200))
-    assert np.array_equal(out, xb[ids])
-    slots = np.where(ids < 40, ids, -1)
-    out2 = np.empty((200, 32), np.int32)
-    hits = kernels.gather_two_tiers(out2, xb[:40], xb, ids, slots)
-    assert np.array_equal(out2, xb[ids]) and hits == int((ids < 40).sum())
