@@ -66,6 +66,7 @@ from gnnsys.trainers.backprop import node_loss
 MODES = ("memmap", "memmap-budget", "rows", "packed", "memory")
 #: The all-in-memory reference run again after the disk configurations (``--no-bracket``: once).
 MEMORY_AGAIN = "memory-again"
+IN_MEMORY_RUNS = ("memory", MEMORY_AGAIN)  # the runs that read the file whole into memory
 TARGET_AMPLIFICATION = 1.3  # packed
 TARGET_EPOCH_RATIO = 1.5  # packed epoch vs the all-in-memory epoch
 TARGET_THROUGHPUT = 0.7  # of the sequential O_DIRECT bandwidth
@@ -345,7 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         drop = store = x = None  # the previous configuration's store (and its mapped pages) gone first
         gc.collect()
         _reset_peak_rss()
-        if mode in ("memory", MEMORY_AGAIN):
+        if mode in IN_MEMORY_RUNS:
             x = torch.from_numpy(np.fromfile(ff.path, np.float32, offset=ff.offset).reshape(ff.num_rows, ff.dim))
             store = InMemoryFeatureStore(x, check_finite=False)
         else:
@@ -359,7 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 drop = store.disk.drop_pages
         r = _train(store, sampler, y, state, args, args.epochs, drop)
         r["peak_rss"] = _rss()["peak"]
-        if mode not in ("memory", MEMORY_AGAIN):
+        if mode not in IN_MEMORY_RUNS:
             r["budget"] = store.stats()["budget"]
             r["packing"] = list(store.pack_log)
             store.close()
